@@ -3,7 +3,8 @@
 
 Every notebook under nbs/ (folders starting with `_` or `.` skipped) is processed by nbdev's own
 docs processors -- what `nbdev_proc_nbs` runs: `show_doc` rendered, exported and `#| hide` cells
-dropped, front matter taken from the title cell -- and then rendered by this script to a static,
+dropped, front matter taken from the title cell (one change: a cell that mixes imports with other
+code keeps its saved outputs, where nbdev would rerun it) -- and then rendered by this script to a static,
 self-contained HTML page (no JavaScript, nothing fetched from the network):
 
 - `#| echo: false` hides a cell's code, `#| output: false` its outputs, `#| include: false` and
@@ -59,11 +60,36 @@ def _proc_worker(src: str) -> dict:
     "nbdev's `FilterDefaults` processors applied to notebook `src`, run from the notebook's folder."
     os.chdir(Path(src).parent)             # as when the notebook runs; settings.ini found upwards
     os.environ['IN_TEST'] = '1'             # what nbdev_proc_nbs sets
+    import warnings
+    warnings.filterwarnings('ignore', message='Found cells containing imports')   # handled: see _filter_defaults
     from execnb.nbio import read_nb
-    from nbdev.processors import FilterDefaults
     nb = read_nb(src)
-    FilterDefaults()(nb)
+    _filter_defaults()()(nb)
     return json.loads(json.dumps(nb, default=str))
+
+def _filter_defaults():
+    "nbdev's processors, with `exec_show_docs` keeping the saved outputs of cells that mix imports and code."
+    import ast
+    from nbdev.processors import FilterDefaults, exec_show_docs, _do_eval, _show_docs
+    class exec_show_docs_keep_outputs(exec_show_docs):
+        """As nbdev's, except for cells it runs only because they contain an import among other code
+        (nbdev warns about those, reruns them and replaces their saved outputs, or stops if they need
+        names from other cells): run only their top-level imports and keep the outputs the notebook saved."""
+        def __call__(self, cell):
+            if not getattr(self.nb, 'has_docs_', False) or not hasattr(self, 'k'): return
+            if str(getattr(self.nb, 'frontmatter_', {}).get('skip_showdoc', False)).lower() in ('true', '1', 'yes'): return
+            if not _do_eval(cell): return
+            trees, imp = cell.parsed_(), (ast.Import, ast.ImportFrom)
+            if (cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}) or _show_docs(trees) \
+               or all(isinstance(t, imp) for t in trees):
+                return super().__call__(cell)
+            code = '\n'.join(ast.get_source_segment(cell.source, t) or '' for t in trees if isinstance(t, imp))
+            self.k.run(code)
+            if self.k.exc: raise Exception(f'Error in cell {cell.idx_} while importing:\n{code}') from self.k.exc
+    class Filter(FilterDefaults):
+        def base_procs(self):
+            return [exec_show_docs_keep_outputs if p is exec_show_docs else p for p in super().base_procs()]
+    return Filter
 
 def _src(c) -> str: return ''.join(c.get('source') or '') if isinstance(c.get('source'), list) else (c.get('source') or '')
 
@@ -140,13 +166,44 @@ def _highlight(code: str, lang: str = 'python') -> str:
     except Exception: lexer = TextLexer()
     return highlight(code, lexer, HtmlFormatter(cssclass='highlight'))
 
+_TEX_SUBS = [(r'\\(?:text|textrm|operatorname)\s*\{', r'\\mathrm{'), (r'\\[td]frac\b', r'\\frac'),
+             (r'\\lVert|\\rVert', r'\\Vert'), (r'\\lvert|\\rvert', '|'), (r'\\!', '')]
+_tex_cache: dict = {}
+
+def tex_svg(tex: str, display: bool = False) -> str:
+    "TeX math as inline SVG drawn by matplotlib's mathtext (no MathJax, nothing fetched); raw TeX if it can't."
+    key = (tex, display)
+    if key in _tex_cache: return _tex_cache[key]
+    label = html.escape(tex.strip(), quote=True)
+    try:
+        import io, matplotlib
+        matplotlib.use('Agg')
+        from matplotlib import mathtext, rc_context
+        from matplotlib.font_manager import FontProperties
+        t = tex.strip()
+        for a, b in _TEX_SUBS: t = re.sub(a, b, t)
+        prop, buf = FontProperties(size=14 if display else 12), io.BytesIO()   # 12pt = the 16px text
+        with rc_context({'mathtext.fontset': 'cm', 'svg.fonttype': 'path', 'svg.hashsalt': 'husai'}):
+            depth = mathtext.MathTextParser('path').parse(f'${t}$', dpi=72, prop=prop).depth
+            mathtext.math_to_image(f'${t}$', buf, prop=prop, format='svg')
+        svg = buf.getvalue().decode()
+        svg = re.sub(r'^.*?(?=<svg)', '', svg, flags=re.S)
+        svg = re.sub(r'<metadata>.*?</metadata>|<style[^>]*>.*?</style>', '', svg, flags=re.S)
+        svg = re.sub(r'\n\s*', '\n', svg).strip()
+        out = (f'<span class="math" role="img" aria-label="{label}" title="{label}" '
+               f'style="vertical-align:-{depth:g}pt">{svg}</span>')
+    except Exception:
+        out = f'<span class="math tex">{label}</span>'
+    _tex_cache[key] = out
+    return out
+
 def _markdown():
     import mistune
     class R(mistune.HTMLRenderer):
         def block_code(self, code, info=None):
             return _highlight(code.rstrip('\n'), (info or 'text').split()[0])
-        def inline_math(self, text): return f'<span class="math">{html.escape(text)}</span>'
-        def block_math(self, text): return f'<div class="math">{html.escape(text)}</div>\n'
+        def inline_math(self, text): return tex_svg(text)
+        def block_math(self, text): return f'<div class="math display">{tex_svg(text, display=True)}</div>\n'
     md = mistune.create_markdown(renderer=R(escape=False),
                                  plugins=['table', 'strikethrough', 'url', 'footnotes', 'math'])
     _re_attr_link = re.compile(r'\[([^\]\n]*)\]\(([^)\s]+)\)\{([^}\n]*)\}')   # pandoc: [t](u){k="v"}
@@ -353,8 +410,9 @@ th, td { border:1px solid var(--line); padding:0.3rem 0.7rem; text-align:left; v
 th { background:var(--side); }
 blockquote { margin:0.8rem 0; padding:0.2rem 1rem; color:var(--muted); border-left:4px solid var(--line); }
 a.source-link { float:right; font-size:0.85rem; }
-.math { font-family:"Latin Modern Math", "STIX Two Math", "Cambria Math", serif; font-style:italic; }
-div.math { text-align:center; margin:0.8rem 0; }
+.math svg { display:inline-block; }
+.math.tex { font-family:"Latin Modern Math", "STIX Two Math", "Cambria Math", serif; font-style:italic; }
+div.math.display { text-align:center; margin:0.8rem 0; }
 details > summary { cursor:pointer; color:var(--muted); font-size:0.9rem; }
 footer { margin-top:3rem; padding-top:0.8rem; border-top:1px solid var(--line); color:var(--muted); font-size:0.85rem; }
 @media (max-width: 800px) { .layout { display:block; } .sidebar { position:static; height:auto; border-right:0; border-bottom:1px solid var(--line); }
