@@ -59,6 +59,10 @@ def _write_toy(root: Path):
                                              'data': {'image/png': png, 'text/plain': '<Figure>'}}]),
                               ('#| output: false\nprint("not shown")', [{'output_type': 'stream', 'name': 'stdout', 'text': 'not shown\n'}])),
         'findings/f1.ipynb': _nb('# f1\n\n> A finding.', 'Uses [alpha](../01_alpha.ipynb).',
+                                 ('#| echo: false\n#| output: asis\nprint(table)', [{'output_type': 'stream', 'name': 'stdout',
+                                                                              'text': '| metric | value |\n|---|---|\n| mmcs | 0.5 |\n'}]),
+                                 ('#| fig-cap: Stability *vs* size\nplot()', [{'output_type': 'display_data', 'metadata': {},
+                                                                            'data': {'image/png': png, 'text/plain': '<Figure>'}}]),
                                  ('#| code-fold: true\n1 + 1', [{'output_type': 'stream', 'name': 'stderr', 'text': ' 10%|#\r100%|##########| done\n'}])),
     }
     for name, nb in toy.items(): (nbs/name).write_text(json.dumps(nb))
@@ -152,6 +156,8 @@ def test_toy_site_links_figures_and_directives(toy_site):
     assert len(imgs) == 2 and all((site/i).is_file() for i in imgs)
     assert (site/imgs[1]).read_bytes() == _png() or (site/imgs[0]).read_bytes() == _png()
     assert '100%|##########| done' in f1 and '10%' not in f1 and '<details>' in f1         # \r overwrites; code-fold
+    assert '<td>mmcs</td>' in f1 and 'print(table)' not in f1                              # output: asis -> markdown
+    assert '<div class="caption"><p>Stability <em>vs</em> size</p>' in f1                 # fig-cap
     assert '<h2>Library</h2>' in idx and '<h2>Findings</h2>' in idx
 
 def test_quarto_sidebar_groups_every_notebook_as_the_offline_site_does():
@@ -181,6 +187,7 @@ def _chromium():
 
 class Browser:
     def __init__(self, exe, profile):
+        Path(profile).mkdir(parents=True, exist_ok=True)
         r0, self._w = os.pipe(); self._r, w0 = os.pipe()
         r_cmd, w_res = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (r0, w0)]   # >= 10: never 3 or 4
         os.close(r0); os.close(w0)
@@ -287,7 +294,7 @@ def test_pages_load_in_chromium(site, browser, tmp_path):
 
 def test_toy_pages_and_figures_load_in_chromium(toy_site, browser):
     site, _ = toy_site
-    assert _check_in_browser(browser, site) == 2
+    assert _check_in_browser(browser, site) == 3
     info = browser.open((site/'alpha.html').as_uri() + '#details')
     assert info['title'].startswith('alpha')
 

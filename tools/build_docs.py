@@ -101,7 +101,7 @@ def directives(src: str) -> tuple[dict, str]:
     i = 0
     while i < len(lines) and (lines[i].strip() == '' or _re_dir.match(lines[i])):
         m = _re_dir.match(lines[i])
-        if m: d[m.group(1).lower()] = m.group(2).strip().strip('"\'').lower()
+        if m: d[m.group(1).lower()] = m.group(2).strip().strip('"\'')
         i += 1
     return d, '\n'.join(lines[i:]).strip('\n')
 
@@ -138,7 +138,7 @@ def process_all(nbs: list[Path], jobs: int = 2, use_nbdev: bool = True) -> dict[
         for p, f in futs.items():
             try: out[p] = f.result()
             except Exception as e:
-                raise SystemExit(f'build_docs: processing {p.relative_to(ROOT)} failed: {type(e).__name__}: {e}')
+                raise SystemExit(f'build_docs: processing {p} failed: {type(e).__name__}: {e}')
     return out
 
 def front_matter(nb: dict) -> dict:
@@ -238,12 +238,15 @@ class Page:
         self.group = group_of(self.rel)
         self.files: dict[str, bytes] = {}                  # site path -> bytes (figures of outputs)
 
-    def render_outputs(self, outputs, md) -> str:
+    def render_outputs(self, outputs, md, asis: bool = False) -> str:
+        "HTML of a cell's outputs; `asis` (`#| output: asis`): printed text is markdown, as Quarto reads it."
         parts = []
         for o in outputs:
             t = o.get('output_type')
             if t == 'stream':
                 txt = _terminal_text(''.join(o.get('text', '')))
+                if asis and o.get('name') == 'stdout':
+                    parts.append(f'<div class="output markdown">{md(txt)}</div>'); continue
                 if txt.strip(): parts.append(f'<pre class="output stream {o.get("name","")}">{html.escape(txt.rstrip())}</pre>')
                 continue
             if t == 'error':
@@ -276,15 +279,17 @@ class Page:
                 continue
             if c['cell_type'] != 'code': continue
             d, code = directives(src)
-            if 'hide' in d or d.get('include') == 'false': continue
-            show_code = bool(code.strip()) and d.get('echo') != 'false'
-            outs = '' if d.get('output') == 'false' else self.render_outputs(c.get('outputs', []), md)
+            low = {k: v.lower() for k, v in d.items()}
+            if 'hide' in d or low.get('include') == 'false': continue
+            show_code = bool(code.strip()) and low.get('echo') != 'false'
+            outs = '' if low.get('output') == 'false' else self.render_outputs(c.get('outputs', []), md, asis=low.get('output') == 'asis')
+            if outs and d.get('fig-cap'): outs += f'<div class="caption">{md(d["fig-cap"])}</div>'
             if not show_code and not outs: continue
             inp = ''
             if show_code:
                 inp = f'<div class="cell-input">{_highlight(code)}</div>'
-                if d.get('code-fold') in ('true', 'show'):
-                    inp = f'<details{" open" if d["code-fold"] == "show" else ""}><summary>Code</summary>{inp}</details>'
+                if low.get('code-fold') in ('true', 'show'):
+                    inp = f'<details{" open" if low["code-fold"] == "show" else ""}><summary>Code</summary>{inp}</details>'
             out.append(f'<div class="cell code">{inp}' + (f'<div class="cell-output">{outs}</div>' if outs else '') + '</div>')
         return '\n'.join(out)
 
@@ -402,8 +407,10 @@ pre code { background:none; padding:0; }
 .cell-output pre.output { background:#fff; border-style:dashed; }
 .cell-output pre.stderr { background:#fff8f0; }
 .cell-output pre.error { background:#fff0f0; border-color:#f0b4b4; }
+.cell-output .figure { text-align:center; }
 .cell-output .figure img, .markdown img { max-width:100%; height:auto; }
 .cell-output .markdown hr:first-child { display:none; }
+div.caption { color:var(--muted); font-size:0.9rem; text-align:center; margin-top:0.2rem; }
 .cell-output .markdown .highlight pre { border-left:3px solid var(--accent); }
 table { border-collapse:collapse; margin:0.8rem 0; font-size:0.92rem; display:block; overflow-x:auto; }
 th, td { border:1px solid var(--line); padding:0.3rem 0.7rem; text-align:left; vertical-align:top; }
