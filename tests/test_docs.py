@@ -54,7 +54,7 @@ def _write_toy(root: Path):
         'index.ipynb': _nb('# toy\n\n> A toy site.', 'See [alpha](01_alpha.ipynb#details) and [the finding](findings/f1.ipynb).',
                            ('#| echo: false\nprint("shown without its code")', [{'output_type': 'stream', 'name': 'stdout', 'text': 'shown without its code\n'}])),
         '01_alpha.ipynb': _nb('# alpha\n\n> First library page.', ('#| hide\nsecret_hidden_cell = 1', []),
-                              '## Details\n\nBack to the [index](index.ipynb); a figure file: ![saved](../results/fig.png)',
+                              '## R & D\n\n## Details\n\nBack to the [index](index.ipynb); a figure file: ![saved](../results/fig.png)',
                               ('x = 1\nx', [{'output_type': 'execute_result', 'execution_count': 1, 'metadata': {},
                                              'data': {'image/png': png, 'text/plain': '<Figure>'}}]),
                               ('#| output: false\nprint("not shown")', [{'output_type': 'stream', 'name': 'stdout', 'text': 'not shown\n'}])),
@@ -159,6 +159,7 @@ def test_toy_site_links_figures_and_directives(toy_site):
     assert '<td>mmcs</td>' in f1 and 'print(table)' not in f1                              # output: asis -> markdown
     assert '<div class="caption"><p>Stability <em>vs</em> size</p>' in f1                 # fig-cap
     assert '<h2>Library</h2>' in idx and '<h2>Findings</h2>' in idx
+    assert '<a href="#r-d">R &amp; D</a>' in alpha                     # contents entry escaped once
 
 def test_quarto_sidebar_groups_every_notebook_as_the_offline_site_does():
     "nbs/sidebar.yml (Quarto globs; a leading / means top level only) puts each notebook in its group."

@@ -306,7 +306,7 @@ def _add_heading_ids(body: str) -> tuple[str, list]:
         s = base = _slug(inner); i = 1
         while s in seen: i += 1; s = f'{base}-{i}'
         seen.add(s)
-        if lvl == '2': toc.append((s, re.sub(r'<[^>]+>', '', inner)))
+        if lvl == '2': toc.append((s, html.unescape(re.sub(r'<[^>]+>', '', inner))))
         return f'<h{lvl}{attrs} id="{s}">{inner}</h{lvl}>'
     return re.sub(r'<h([1-6])([^>]*)>(.*?)</h\1>', sub, body, flags=re.S), toc
 
