@@ -308,3 +308,20 @@ def test_browser_check_catches_a_missing_figure(toy_site, browser, tmp_path):
     assert any(img in b for b in check_links(broken))
     info = browser.open((broken/'alpha.html').as_uri())
     assert info['errors'] and not all(i['ok'] for i in info['imgs'])
+
+def test_every_exported_function_and_class_is_documented_on_its_page(site):
+    "show_doc rendered for each public def/class a library notebook exports (nbdev's add_show_docs)."
+    import ast
+    missing = []
+    for nb in globals()['site'].notebooks:
+        m = re.search(r'#\|\s*default_exp\s+(\S+)', nb.read_text())
+        if not m or not (ROOT/'husai'/f'{m.group(1)}.py').exists(): continue
+        tree = ast.parse((ROOT/'husai'/f'{m.group(1)}.py').read_text())
+        all_ = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                     and any(getattr(t, 'id', '') == '__all__' for t in n.targets)), [])
+        defs = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and n.name in all_]
+        page = next((p for p in site.rglob('*.html') if f'Rendered from <code>nbs/{nb.relative_to(build_docs.NBS).as_posix()}</code>' in p.read_text()), None)
+        assert page, nb
+        ids = _parse(page).ids
+        missing += [f'{page.name}: {d}' for d in defs if d.lower() not in ids]
+    assert missing == []
