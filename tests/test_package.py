@@ -3,7 +3,7 @@ fastcore or Jupyter there) where every module imports and the `husai` command wo
 
 One venv per test run (module-scoped fixture), ~30 s to make, mostly installing CPU torch; each
 `husai` process then spends seconds importing torch, so the checks share processes where they can."""
-import configparser, json, os, re, shutil, subprocess, sys, time, zipfile
+import configparser, json, re, shutil, subprocess, sys, time, zipfile
 from pathlib import Path
 import pytest
 
