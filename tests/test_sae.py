@@ -143,3 +143,15 @@ def test_repeated_seeds_and_registry():
     with pytest.raises(HusaiError, match='repeated'): init_saes(SAEConfig('topk', 8, 16, k=2), [1, 1])
     assert set(ARCHITECTURES) == {'topk', 'batchtopk', 'relu'}
     assert check_sae_config(SAEConfig('topk', 8, 16, k=2)).aux_k == 4   # d_in // 2 (Gao et al.)
+
+
+@pytest.mark.parametrize('k', [1, 5, 32, 100])
+def test_topk_values_equals_torch_topk(k):
+    g = torch.Generator().manual_seed(k)
+    p = torch.randn(4, 30, 512, generator=g)
+    p[0, :5, 10:40] = 2.5; p[1, :5] = torch.round(p[1, :5])   # many ties
+    from husai.sae import topk_values
+    v, i = topk_values(p, k)
+    torch.testing.assert_close(v.sort(-1).values, p.topk(k, dim=-1).values.sort(-1).values, rtol=0, atol=0)
+    assert torch.equal(p.gather(-1, i), v)
+    assert bool((i.sort(-1).values.diff(dim=-1) > 0).all())
