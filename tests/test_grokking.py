@@ -130,7 +130,7 @@ def test_cli_writes_metrics(tmp_path, capsys):
                                        (['grok', '--steps', 'many'], 'argparse'), (['grok', '--preset', 'huge'], 'argparse'),
                                        (['grok', '--train-frac', '1.5', '--steps', '5'], 'husai'),
                                        (['grok', '--device', 'cuda:7', '--steps', '5'], 'husai'),
-                                       (['grok', '--steps', '0'], 'husai')])
+                                       (['grok', '--steps', '0'], 'husai'), (['grok', '--threads', '0', '--steps', '5'], 'husai')])
 def test_cli_bad_input_exits_2(argv, kind, tmp_path, capsys):
     argv = [*argv, '--out', str(tmp_path / 'x'), '--quiet']
     if kind == 'argparse':
