@@ -30,10 +30,15 @@ def test_ground_truth_mcc_of_truth_is_one():
 
 def test_topk_recovers_ground_truth_and_beats_relu():
     "Reduced Song et al. setting (2 seeds, 20k samples, mini-batches): TopK finds the true atoms (MCC >= 0.9), ReLU+L1 less so."
+    data = make_synthetic(SyntheticConfig(n_samples=20_000, seed=42))
+    threads = torch.get_num_threads(); torch.set_num_threads(1)     # tiny matrices: one thread is faster on a busy CPU
+    try: _train_and_check(data)
+    finally: torch.set_num_threads(threads)
+
+def _train_and_check(data):
     from husai.sae import SAEConfig
     from husai.train_sae import TrainConfig, train_saes
     from husai.stability import pairwise
-    data = make_synthetic(SyntheticConfig(n_samples=20_000, seed=42))
     tc = dict(batch_size=512, lr=5e-3, lr_decay='none', lr_warmup_steps=0, l1_warmup_steps=0, eval_frac=0.0)
     topk = train_saes(data.X, SAEConfig(arch='topk', d_in=16, d_sae=32, k=3, aux_k=0, b_dec_init='zeros'), [0, 1],
                       TrainConfig(steps=1500, **tc), progress=False)
