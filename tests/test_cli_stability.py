@@ -95,3 +95,18 @@ def test_console_script(seed_folder):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)['n_seeds'] == 4
+
+def test_on_folders_written_by_train_saes(capsys, tmp_path):
+    "`husai train-saes` writes OUT/seed_<s>/; `husai stability OUT` reads them as its seeds."
+    from husai.synthetic import SyntheticConfig, make_synthetic
+    acts = tmp_path/'acts.npy'
+    np.save(acts, make_synthetic(SyntheticConfig(n_samples=2000, seed=0)).X.numpy())
+    code = main(['train-saes', str(acts), '--arch', 'topk', '--d-sae', '32', '--k', '3', '--seeds', '0', '1', '2',
+                 '--steps', '30', '--out', str(tmp_path/'run'), '--quiet'])
+    capsys.readouterr()
+    assert code == 0
+    code, out, err = run(capsys, tmp_path/'run', '--json', '--n-boot', 100)
+    assert code == 0, err
+    r = json.loads(out)
+    assert r['n_seeds'] == 3 and r['d_in'] == 16 and r['d_sae'] == 32
+    assert sorted({p['a'] for p in r['pairs']} | {p['b'] for p in r['pairs']}) == ['seed_0', 'seed_1', 'seed_2']
