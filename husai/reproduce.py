@@ -30,7 +30,7 @@ def read_results(results_dir) -> dict:
     return out
 
 # %% ../nbs/12_reproduce.ipynb #f3b87247
-def _md_cell(s): return str(s).replace('|', '\\|').replace('\n', ' ')
+def _md_cell(s): return '–' if s is None else str(s).replace('|', '\\|').replace('\n', ' ')
 
 def findings_markdown(results: dict) -> str:
     "Markdown table of each finding's headline, scale and date."
