@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib, json, math, os, tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+import numpy as np
 import torch
 
 # %% auto #0
@@ -33,14 +34,18 @@ def make_generator(seed: int, device=None) -> torch.Generator:
     return torch.Generator(device=get_device(device)).manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #82832f9d
-def _plain(o):
-    "A JSON-serialisable version of `o` (dataclasses, paths, tuples, torch dtypes)."
-    if is_dataclass(o) and not isinstance(o, type): return _plain(asdict(o))
-    if isinstance(o, dict): return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_plain(v) for v in o]
+def _plain(o, strict: bool = True):
+    "A JSON-serialisable version of `o` (dataclasses, paths, tuples, numpy and torch scalars); NaN/inf raise if `strict`, else become None."
+    if is_dataclass(o) and not isinstance(o, type): return _plain(asdict(o), strict)
+    if isinstance(o, dict): return {str(k): _plain(v, strict) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [_plain(v, strict) for v in o]
+    if isinstance(o, (np.ndarray, torch.Tensor)): return _plain(o.tolist(), strict)
+    if isinstance(o, np.generic): return _plain(o.item(), strict)
     if isinstance(o, Path): return str(o)
     if isinstance(o, torch.dtype): return str(o).replace('torch.', '')
-    if isinstance(o, float) and not math.isfinite(o): raise HusaiError(f"config value {o} is not finite")
+    if isinstance(o, float) and not math.isfinite(o):
+        if strict: raise HusaiError(f"config value {o} is not finite")
+        return None
     return o
 
 def config_hash(cfg, n: int = 16) -> str:
@@ -76,8 +81,8 @@ def atomic_write(path, write_fn, mode: str = 'wb'):
     return path
 
 def save_json(obj, path):
-    "Write `obj` as indented JSON to `path`, atomically."
-    txt = json.dumps(_plain(obj), indent=2, sort_keys=True)
+    "Write `obj` as indented JSON to `path`, atomically; NaN and inf (an undefined ratio, say) are written as null."
+    txt = json.dumps(_plain(obj, strict=False), indent=2, sort_keys=True)
     return atomic_write(path, lambda f: f.write(txt + '\n'), mode='w')
 
 def load_json(path):
