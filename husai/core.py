@@ -118,3 +118,9 @@ def run_scale(default: str = 'quick') -> str:
     s = os.environ.get('HUSAI_SCALE') or ('tiny' if os.environ.get('IN_TEST') else default)
     if s not in SCALES: raise HusaiError(f"HUSAI_SCALE={s!r} is not one of {SCALES}")
     return s
+
+# %% ../nbs/00_core.ipynb #a6cfbf56
+def _one_thread_under_nbdev_test():
+    if os.environ.get('IN_TEST') and not os.environ.get('OMP_NUM_THREADS'): torch.set_num_threads(1)
+
+_one_thread_under_nbdev_test()
