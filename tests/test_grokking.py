@@ -13,13 +13,6 @@ TINY = dict(task='add', p=11, train_frac=0.5, d_model=32, n_heads=2, d_head=16, 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch): monkeypatch.setenv('HUSAI_CACHE', str(tmp_path / 'cache'))
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    "These models are tiny: one thread is as fast, and far faster when the CPU is shared (restored after)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 def test_checkpoint_round_trip(tmp_path):
     cfg = GrokConfig(**TINY)
     run = train_grokking(cfg, out=tmp_path / 'r', progress=False)

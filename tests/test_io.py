@@ -10,13 +10,6 @@ from husai.io import (load_sae, load_saes, save_sae, stack_saes, sae_format, wri
 
 D_IN, D_SAE = 5, 12
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "These problems are tiny: one thread avoids thread wake-up costs (large on a busy CPU)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def _weights(seed=0):

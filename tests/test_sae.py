@@ -11,13 +11,6 @@ def _acts(n=200, d=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, d, generator=g) @ torch.randn(d, d, generator=g) + 3.0
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "These problems are tiny: one thread avoids thread wake-up costs (large on a busy CPU)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def test_init_is_per_seed_and_follows_the_recipe():

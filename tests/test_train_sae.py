@@ -16,13 +16,6 @@ def _sparse_data(n=800, d=12, n_atoms=24, k=2, seed=0):
     c = torch.zeros(n, n_atoms).scatter_(1, idx, torch.rand(n, k, generator=g) + 0.5)
     return c @ D + 0.01 * torch.randn(n, d, generator=g)
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "These problems are tiny: one thread avoids thread wake-up costs (large on a busy CPU)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 ACTS = _sparse_data()

@@ -4,13 +4,6 @@ from husai.core import HusaiError
 from husai.tasks import make_dataset
 from husai.transformer import Transformer, TransformerConfig, extract_activations, site_names, SITES
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    "Small models: one thread is as fast, and far faster on a shared CPU (restored after)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 @pytest.mark.parametrize('task,L', [('add', 1), ('mul', 2), ('combined', 1)])
 def test_fast_path_equals_full_forward(task, L):
     ds = make_dataset(task, p=17, n_samples=500 if task == 'combined' else None)
