@@ -149,13 +149,13 @@ class TrainResult:
     seeds: list
     cache_path: Path | None = None
 
-    def save(self, out) -> Path:
-        "Write `out/seed_<s>/` SAE folders (`husai.io.save_sae`) and `out/metrics.json`."
+    def save(self, out, source: dict | None = None) -> Path:
+        "Write `out/seed_<s>/` SAE folders (`husai.io.save_sae`) and `out/metrics.json` (with `source`, where the activations came from)."
         from husai.io import save_sae
         out = Path(out)
         for i, s in enumerate(self.seeds):
             save_sae(out/f'seed_{s}', self.saes, i, seed=s, train_cfg=self.train_cfg, metrics=self.metrics[s])
-        save_json({'seeds': self.seeds, 'sae_cfg': self.sae_cfg, 'train_cfg': self.train_cfg,
+        save_json({'seeds': self.seeds, 'sae_cfg': self.sae_cfg, 'train_cfg': self.train_cfg, 'source': source,
                    'metrics': {str(s): m for s, m in self.metrics.items()}}, out/'metrics.json')
         return out
 
@@ -298,7 +298,8 @@ def _train_saes_command(args) -> int:
     tc = TrainConfig(lr=args.lr, batch_size=None if args.batch_size == 0 else args.batch_size, steps=args.steps,
                      epochs=args.epochs, data_order=args.data_order, eval_frac=args.eval_frac)
     res = train_saes(acts, cfg, args.seeds, tc, device=args.device, progress=not args.quiet, cache=args.cache)
-    res.save(out)
+    src = Path(args.acts).resolve()
+    res.save(out, source={'acts': str(src), 'site': args.site, 'layer': args.layer} if src.is_dir() else {'acts': str(src)})
     for s, m in res.metrics.items():
         fe = 'n/a' if m['fvu_eval'] is None else f"{m['fvu_eval']:.4f}"
         print(f"seed {s}: fvu_eval {fe}  fvu_train {m['fvu_train']:.4f}  L0 {m['l0']:.1f}  dead {m['dead_frac']:.3f}")
