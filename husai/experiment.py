@@ -54,11 +54,11 @@ BASELINES = ('isotropic', 'covariance', 'untrained')
 
 def stability_experiment(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = None,
                          baselines=BASELINES, threshold: float = 0.7, n_boot: int = 1000, n_perm: int = 2000,
-                         device=None, progress: bool = False, result=None) -> dict:
+                         test: bool = True, device=None, progress: bool = False, result=None) -> dict:
     "Train SAEs of `sae_cfg` on `acts` for each seed (or take a `train_saes` `result`) and report stability with baselines."
     res = result or train_saes(acts, sae_cfg, seeds, train_cfg, device=device, progress=progress, cache=True)
     rep = stability_report(res.saes, baselines=baselines, seeds=res.seeds, acts=acts, sae_cfg=res.sae_cfg,
-                           threshold=threshold, n_boot=n_boot, n_perm=n_perm, device=device)
+                           threshold=threshold, n_boot=n_boot, test=test, n_perm=n_perm, device=device)
     per_seed = list(res.metrics.values())
     rep['training'] = {k: sum(m[k] for m in per_seed) / len(per_seed)
                        for k in ('fvu_eval', 'fvu_train', 'l0', 'dead_frac') if k in per_seed[0]}

@@ -15,8 +15,8 @@ from .core import HusaiError
 
 # %% auto #0
 __all__ = ['DEFAULT_BUDGET', 'DEFAULT_MAX_DENSE', 'METRICS', 'Weights', 'decoder_rows', 'encoder_rows', 'split_seeds', 'max_cos',
-           'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction', 'Pairwise', 'pairwise', 'load_sae_dirs',
-           'stability_summary', 'format_summary', 'add_cli']
+           'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction', 'Pairwise', 'pairwise', 'alive_latents',
+           'alive_mmcs', 'live_matched_cosine', 'load_sae_dirs', 'stability_summary', 'format_summary', 'add_cli']
 
 # %% ../nbs/08_stability.ipynb #c99c3fa7
 class Weights(NamedTuple):
@@ -248,6 +248,34 @@ def pairwise(saes, metric='hungarian_mcc', names=None, progress: bool = False, *
         M[i, j] = M[j, i] = v
         table.append({'a': names[i], 'b': names[j], mname: v})
     return Pairwise(mname, names, M, table)
+
+# %% ../nbs/08_stability.ipynb #e95e3675
+@torch.no_grad()
+def alive_latents(saes, acts, batch: int = 4096) -> torch.Tensor:
+    "`[S, d_sae]` bool: which latents of each seed fire (> 0) on at least one row of `acts` (streamed in batches)."
+    alive = None
+    for i in range(0, len(acts), batch):
+        a = (saes.encode(acts[i:i + batch]) > 0).any(1)
+        alive = a if alive is None else alive | a
+    return alive.cpu()
+
+def alive_mmcs(saes, acts) -> tuple:
+    "Mean over seed pairs of MMCS between the latents that fire on `acts` in each seed, and the mean number alive."
+    alive = alive_latents(saes, acts)
+    W = saes.W_dec.detach().cpu(); S = len(W)
+    vals = [float(mmcs(W[i][alive[i]], W[j][alive[j]])) for i in range(S) for j in range(i + 1, S)]
+    return float(np.mean(vals)), float(alive.sum(1).double().mean())
+
+def live_matched_cosine(saes, acts, ref: int = 0) -> tuple:
+    "Hungarian matched cosine of seed `ref`'s live latents with their partners in each other seed: (mean, per-seed list, n live)."
+    W = saes.W_dec.detach().cpu()
+    live = alive_latents(saes, acts)[ref].numpy()
+    per_seed = []
+    for s in range(W.shape[0]):
+        if s == ref: continue
+        mt = match(W[ref], W[s]); c = np.zeros(W.shape[1]); c[mt.rows] = mt.cos
+        per_seed.append(float(c[live].mean()))
+    return float(np.mean(per_seed)), per_seed, int(live.sum())
 
 # %% ../nbs/08_stability.ipynb #565c5024
 def load_sae_dirs(dirs) -> tuple[list, list]:

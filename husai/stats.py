@@ -12,7 +12,7 @@ from .stability import pairwise, split_seeds, decoder_rows
 from .baselines import baseline_values, with_baselines, random_saes, untrained_saes
 
 # %% auto #0
-__all__ = ['seeds_statement', 'seed_bootstrap', 'permutation_test', 'compare_to_random', 'stability_report']
+__all__ = ['seeds_statement', 'seed_bootstrap', 'nested_bootstrap', 'permutation_test', 'compare_to_random', 'stability_report']
 
 # %% ../nbs/10_stats.ipynb #e29294ae
 def _check_matrix(M):
@@ -44,6 +44,24 @@ def seed_bootstrap(M, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> di
     lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
     out.update(ci_low=float(lo), ci_high=float(hi), n_boot=int(len(stats)))
     return out
+
+# %% ../nbs/10_stats.ipynb #9cf76312
+def _pair_mean(M, idx) -> float:
+    mask = (idx[:, None] < idx[None, :]) & (idx[:, None] != idx[None, :])
+    return float(M[np.ix_(idx, idx)][mask].mean()) if mask.any() else math.nan
+
+def nested_bootstrap(mats, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> dict:
+    "Mean over models of each model's mean over seed pairs (`mats`: one seed-by-seed matrix per model), with a CI resampling models, then seeds within each."
+    mats = [_check_matrix(M) for M in mats]
+    if not mats: raise HusaiError("nested_bootstrap needs at least one model's seed matrix")
+    rng = np.random.default_rng(seed)
+    full = float(np.mean([_pair_mean(M, np.arange(len(M))) for M in mats]))
+    stats = []
+    for _ in range(n_boot):
+        v = [_pair_mean(mats[i], rng.integers(0, len(mats[i]), len(mats[i]))) for i in rng.integers(0, len(mats), len(mats))]
+        if not np.isnan(v).any(): stats.append(np.mean(v))
+    lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2]) if stats else (math.nan, math.nan)
+    return {'mean': full, 'ci_low': float(lo), 'ci_high': float(hi), 'n_models': len(mats), 'n_boot': len(stats), 'ci': ci}
 
 # %% ../nbs/10_stats.ipynb #08f4b86a
 def permutation_test(M, n_a: int, n_perm: int = 10_000, seed: int = 0, alternative: str = 'greater') -> dict:
@@ -100,7 +118,8 @@ def stability_report(saes, metrics=('mmcs', 'hungarian_mcc', 'shared_fraction'),
         for kind in baselines:
             if kind == 'isotropic_exact': bvals.update(baseline_values(metric, d_in, d_sae, seeds, kinds=(kind,)))
             else: bvals[kind] = float(pairwise(pools[kind], metric, **kw).values.mean())
-        res = {**seed_bootstrap(pw.matrix, n_boot=n_boot, seed=seed), **with_baselines(float(pw.values.mean()), bvals)}
+        res = {**seed_bootstrap(pw.matrix, n_boot=n_boot, seed=seed), **with_baselines(float(pw.values.mean()), bvals),
+               'matrix': pw.matrix.tolist()}
         first = next((k for k in baselines if k in pools), None)
         if test and first is not None and S >= 2:
             pooled = pairwise(items + pools[first], metric, **kw)

@@ -159,6 +159,14 @@ class TrainResult:
                    'metrics': {str(s): m for s, m in self.metrics.items()}}, out/'metrics.json')
         return out
 
+    def at(self, step: int) -> SAEs:
+        "The batch of SAEs (one per seed) at checkpoint `step` (see `TrainConfig.checkpoint_every`)."
+        if step not in self.checkpoints:
+            raise HusaiError(f"no checkpoint at step {step}; checkpoints: {sorted(self.checkpoints)}")
+        sae = ARCHITECTURES[self.sae_cfg.arch](self.sae_cfg, len(self.seeds), self.saes.W_dec.device)
+        sae.load_state_dict(self.checkpoints[step])
+        return sae.eval()
+
 # %% ../nbs/05_train_sae.ipynb #6b254b5c
 def _state(sae: SAEs) -> dict: return {k: v.detach().to('cpu').clone() for k, v in sae.state_dict().items()}
 
