@@ -2,6 +2,14 @@
 same code, and against dictionary_learning's TopK trainer, on the same data and step count.
 
     python benchmarks/bench_train_sae.py [--steps 200] [--seeds 8] [--no-anchor]
+    python benchmarks/bench_train_sae.py --explain [--threads 1]   # where the time goes, S=1 vs S=8
+
+`--explain` times each piece of one training step (encoder matmul, top-k, decode forward+backward, the
+encoder's gradient matmul, Adam, decoder renormalisation) for 1 SAE and for 8 stacked SAEs, side by side,
+and the whole step (from `train_saes` runs of two lengths). Batching can only remove the per-step fixed
+cost (Python, dispatch, small ops); the per-seed work of every piece is compute- or memory-bound and
+does not shrink when seeds are stacked. It prints the bound that follows: the ratio batching would reach
+if everything but the two unavoidable dense matmuls were free.
 
 Data: 12,769 activations of width 128 with a realistic spectrum (Gaussian, covariance eigenvalues
 falling as 1/i in a random basis, plus an offset), TopK d_sae=1024, k=32, batch 256. Each variant runs
@@ -70,6 +78,66 @@ def child(mode, steps, n_seeds, out, threads=None):
     Path(out).write_text(json.dumps(res))
 
 
+def tm(f, reps=30):
+    import time
+    f(); t0 = time.perf_counter()
+    for _ in range(reps): f()
+    return (time.perf_counter() - t0) / reps * 1e3
+
+
+def explain(n_seeds, threads=None):
+    "Per-piece timings of one TopK training step for 1 and `n_seeds` stacked SAEs (ms per seed)."
+    import time, torch, torch.nn.functional as F
+    if threads: torch.set_num_threads(threads)
+    from husai.sae import SAEConfig, init_saes, topk_values, sparse_decode
+    from husai.train_sae import TrainConfig, train_saes
+    acts = make_acts(); x = acts[:B].contiguous()
+    cfg = SAEConfig('topk', d_in=D, d_sae=D_SAE, k=K)
+    rows = {}
+    for S in (1, n_seeds):
+        sae = init_saes(cfg, range(S), acts)
+        opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+        with torch.no_grad(): pre = sae.pre_acts(x)
+        idx = topk_values(pre, K)[1]
+        vals = F.relu(pre.gather(-1, idx)).requires_grad_()
+        W = sae.W_dec.detach().clone().requires_grad_()
+        g = torch.randn_like(vals)
+        def enc_grad():
+            G = torch.zeros_like(pre).scatter_(-1, idx, g)
+            return torch.bmm(x.unsqueeze(0).expand(S, -1, -1).transpose(1, 2), G)
+        def decode(): sparse_decode(W, vals, idx).pow(2).sum().backward()
+        for p in sae.parameters(): p.grad = torch.randn_like(p)
+        def step_time(steps):
+            t0 = time.perf_counter()
+            train_saes(acts, cfg, list(range(S)), TrainConfig(steps=steps, batch_size=B, log_every=steps), progress=False)
+            return time.perf_counter() - t0
+        step_time(5)
+        whole = (min(step_time(120) for _ in range(2)) - min(step_time(20) for _ in range(2))) / 100 * 1e3
+        rows[S] = {'encoder matmul x W_enc': tm(lambda: sae.pre_acts(x)),
+                   'top-k selection': tm(lambda: topk_values(pre, K)),
+                   'gather + relu': tm(lambda: F.relu(pre.gather(-1, idx))),
+                   'sparse decode fwd+bwd': tm(decode),
+                   'encoder gradient matmul': tm(enc_grad),
+                   'Adam step': tm(opt.step),
+                   'decoder renorm + grad projection': tm(lambda: (sae.remove_parallel_grad_(), sae.normalize_decoder_())),
+                   'whole training step': whole}
+    print(f"one TopK step, batch {B}, d_in {D}, d_sae {D_SAE}, k {K}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; ms per seed (S=1 | S={n_seeds} stacked) and the gain from stacking")
+    for name in rows[1]:
+        a, b = rows[1][name], rows[n_seeds][name] / n_seeds
+        print(f"  {name:34s} {a:7.3f} | {b:7.3f}   {a / b:5.2f}x")
+    parts1 = sum(v for k_, v in rows[1].items() if k_ != 'whole training step')
+    fixed = max(rows[1]['whole training step'] - parts1, 0.0)
+    floor = (rows[n_seeds]['encoder matmul x W_enc'] + rows[n_seeds]['encoder gradient matmul']) / n_seeds
+    print(f"fixed per-step cost of a single run (whole step - its pieces): {fixed:.3f} ms; "
+          f"unavoidable matmuls per seed when stacked: {floor:.3f} ms")
+    fwd = rows[n_seeds]['encoder matmul x W_enc'] / n_seeds
+    bound = lambda e: (fixed + e) / (fixed / n_seeds + e)
+    print(f"measured whole-step gain {rows[1]['whole training step'] * n_seeds / rows[n_seeds]['whole training step']:.2f}x; "
+          f"bound if everything but the two matmuls were free: {bound(floor):.2f}x; "
+          f"if even the encoder gradient were free (only the forward matmul, which top-k needs, left): {bound(fwd):.2f}x")
+
+
 def run_child(mode, steps, n_seeds, tmp, threads=None):
     out = str(Path(tmp)/mode)
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parent.parent)}
@@ -92,8 +160,10 @@ def main():
     ap.add_argument('--seeds', type=int, default=8)
     ap.add_argument('--no-anchor', action='store_true')
     ap.add_argument('--threads', type=int, default=None, help='torch threads in each run (default: torch\'s)')
+    ap.add_argument('--explain', action='store_true', help='time the pieces of one step, 1 vs --seeds stacked SAEs')
     ap.add_argument('--child'); ap.add_argument('--out')
     a = ap.parse_args()
+    if a.explain: return explain(a.seeds, a.threads)
     if a.child: return child(a.child, a.steps, a.seeds, a.out, a.threads)
     import torch
     print(f'TopK SAE d_in {D} -> d_sae {D_SAE}, k {K}, batch {B}, {a.steps} steps, {a.seeds} seeds, '

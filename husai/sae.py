@@ -75,11 +75,8 @@ class Codes(NamedTuple):
 
 def sparse_decode(W_dec: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     "`sum_j vals[s,b,j] * W_dec[s, idx[s,b,j]]` as `[S, n, d_in]`, touching only the rows in `idx`."
-    S, n, m = vals.shape
-    offs = (torch.arange(S, device=idx.device) * W_dec.shape[1]).view(S, 1, 1)
-    out = F.embedding_bag((idx + offs).reshape(S * n, m), W_dec.reshape(-1, W_dec.shape[-1]),
-                          per_sample_weights=vals.reshape(S * n, m), mode='sum')
-    return out.view(S, n, -1)
+    return torch.stack([F.embedding_bag(i, W, per_sample_weights=v, mode='sum')     # one seed at a time (see above)
+                        for W, v, i in zip(W_dec.unbind(0), vals.unbind(0), idx.unbind(0))])
 
 # %% ../nbs/04_sae.ipynb #3a8b5fbf
 class SAEs(nn.Module):
@@ -189,7 +186,9 @@ class BatchTopKSAEs(TopKSAEs):
             keep = r > thr
         keep = keep & (r > 0)
         m = max(1, int(keep.sum(-1).max()))
-        vals, idx = torch.where(keep, r, torch.zeros_like(r)).topk(m, dim=-1, sorted=False)
+        # sorted: the kept codes come first and the zero padding (up to the widest row of any seed) last,
+        # so a seed's sums do not depend on how wide the other seeds' rows are
+        vals, idx = torch.where(keep, r, torch.zeros_like(r)).topk(m, dim=-1, sorted=True)
         return Codes(vals, idx)
 
     @torch.no_grad()

@@ -105,7 +105,7 @@ def evaluate(sae: SAEs, acts: torch.Tensor, chunk: int = 2048) -> dict:
     for i in range(0, len(acts), chunk):
         x = acts[i:i + chunk].to(dev)
         codes = sae.encode_codes(x)
-        err += (x - sae.decode_codes(codes)).pow(2).sum((1, 2)).double()
+        err += torch.stack([e.pow(2).sum() for e in (x - sae.decode_codes(codes)).unbind(0)]).double()   # per seed: as alone
         on = codes.vals > 0
         l0 += on.sum((1, 2)).double()
         if codes.idx is None: fired |= on.any(1)
@@ -183,7 +183,7 @@ def train_saes(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = 
     train, held = split_acts(acts, tc0.eval_frac, tc0.split_seed)
     tc = tc0.resolve(len(train), cfg.d_sae)
     dev = get_device(device)
-    key = {'sae': cfg, 'train': tc, 'seeds': seeds, 'data': _data_hash(acts), 'v': 1}
+    key = {'sae': cfg, 'train': tc, 'seeds': seeds, 'data': _data_hash(acts), 'v': 2}   # v: bumped when the training arithmetic changes (2: per-seed decoder sums)
     folder = cache_path('sae', key, cache_root) if cache else None
     if folder is not None and (folder/'result.json').exists(): return _load_cached(folder, dev)
 

@@ -29,9 +29,12 @@ def test_batched_equals_single(arch, order):
     many = train_saes(ACTS, cfg, [3, 5, 8], tc, progress=False)
     one = train_saes(ACTS, cfg, [5], tc, progress=False)
     for name, p in many.saes.state_dict().items():
-        torch.testing.assert_close(p[1], one.saes.state_dict()[name][0], atol=2e-5, rtol=1e-4, msg=name)
+        if arch == 'batchtopk':   # its code width is the widest row of any seed: equal up to float rounding
+            torch.testing.assert_close(p[1], one.saes.state_dict()[name][0], atol=2e-5, rtol=1e-4, msg=name)
+        else: assert torch.equal(p[1], one.saes.state_dict()[name][0]), name   # bit for bit
     for key in ('fvu_eval', 'fvu_train', 'l0', 'dead_frac'):
-        assert many.metrics[5][key] == pytest.approx(one.metrics[5][key], rel=1e-3, abs=1e-4), key
+        if arch == 'batchtopk': assert many.metrics[5][key] == pytest.approx(one.metrics[5][key], rel=1e-3, abs=1e-4), key
+        else: assert many.metrics[5][key] == one.metrics[5][key], key
 
 
 def test_data_order_per_seed_differs_from_shared():
