@@ -197,7 +197,7 @@ def hungarian_mcc(D1, D2, *, detail: bool = False, signed: bool = True, method: 
 # %% ../nbs/08_stability.ipynb #f52c51a3
 def shared_fraction(sae1, sae2, threshold: float = 0.7, *, detail: bool = False, method: str = 'auto', k: int = 32,
                     max_dense: int = DEFAULT_MAX_DENSE, budget: int = DEFAULT_BUDGET, device=None):
-    "Fraction of latents whose decoder- and encoder-matched cosines both exceed `threshold` (Paulo & Belrose). Symmetric."
+    "Fraction of latents whose decoder- and encoder-matched cosines both exceed `threshold` (Paulo & Belrose). Symmetric. A sequence of thresholds gives `{threshold: result}` from one pair of matchings."
     kw = dict(method=method, k=k, max_dense=max_dense, budget=budget, device=device)
     dec = match(decoder_rows(sae1), decoder_rows(sae2), **kw)
     enc = match(encoder_rows(sae1), encoder_rows(sae2), **kw)
@@ -207,11 +207,13 @@ def shared_fraction(sae1, sae2, threshold: float = 0.7, *, detail: bool = False,
         cos[mt.rows], partner[mt.rows] = mt.cos, mt.cols
         return cos, partner
     dc, dp = per_row(dec); ec, ep = per_row(enc)
-    shared = float(((dc > threshold) & (ec > threshold)).sum() / n)
-    if not detail: return shared
-    return {'shared_fraction': shared, 'decoder_only': float((dc > threshold).sum() / n),
-            'agree': float(((dp == ep) & (dp >= 0)).sum() / n), 'decoder_mcc': dec.mean, 'encoder_mcc': enc.mean,
-            'threshold': threshold, 'n': n, 'exact': dec.exact and enc.exact}
+    def at(t):
+        shared = float(((dc > t) & (ec > t)).sum() / n)
+        if not detail: return shared
+        return {'shared_fraction': shared, 'decoder_only': float((dc > t).sum() / n),
+                'agree': float(((dp == ep) & (dp >= 0)).sum() / n), 'decoder_mcc': dec.mean, 'encoder_mcc': enc.mean,
+                'threshold': t, 'n': n, 'exact': dec.exact and enc.exact}
+    return {float(t): at(float(t)) for t in threshold} if np.ndim(threshold) else at(threshold)
 
 # %% ../nbs/08_stability.ipynb #dc964291
 METRICS = {'mmcs': mmcs, 'hungarian_mcc': hungarian_mcc, 'shared_fraction': shared_fraction}
