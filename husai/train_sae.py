@@ -16,7 +16,7 @@ from .sae import SAEConfig, SAEs, ARCHITECTURES, check_sae_config, init_saes
 
 # %% auto #0
 __all__ = ['DEFAULT_EPOCHS', 'MIN_STEPS', 'check_acts', 'TrainConfig', 'lr_factor', 'evaluate', 'split_acts', 'TrainResult',
-           'train_saes', 'load_acts', 'add_cli']
+           'train_saes', 'tune_l1', 'load_acts', 'add_cli']
 
 # %% ../nbs/05_train_sae.ipynb #5bdf1ddc
 def check_acts(acts, name: str = 'activations') -> torch.Tensor:
@@ -263,6 +263,28 @@ def _load_cached(folder: Path, dev) -> TrainResult:
     ck = {int(p.stem.split('_')[1]): load_tensors(p) for p in sorted((folder/'checkpoints').glob('step_*.safetensors'))}
     return TrainResult(sae, {int(s): m for s, m in r['metrics'].items()}, r['history'], ck, cfg,
                        TrainConfig(**tcd), r['seeds'], folder)
+
+# %% ../nbs/05_train_sae.ipynb #e5d355c5
+def tune_l1(acts, d_sae: int, target_l0: float, train_cfg: TrainConfig | None = None, coefs=(10.0, 40.0),
+            iters: int = 5, tol: float = 0.05, seed: int = 0, device=None, cache: bool = True) -> tuple:
+    "The ReLU L1 coefficient whose held-out L0 is nearest `target_l0` (secant search in log-log, one seed), and every trial."
+    if target_l0 <= 0: raise HusaiError(f"target_l0 must be > 0, got {target_l0}")
+    acts = check_acts(acts); trace = []
+    def log_l0(c):
+        res = train_saes(acts, SAEConfig('relu', d_in=acts.shape[1], d_sae=d_sae, l1_coef=float(c)), [seed],
+                         train_cfg, device=device, progress=False, cache=cache)
+        m = res.metrics[seed]
+        trace.append({'l1_coef': float(c), 'l0': m['l0'], 'fvu_eval': m['fvu_eval']})
+        return math.log(max(m['l0'], 1e-6))
+    c0, c1 = coefs
+    y0, y1 = log_l0(c0), log_l0(c1)
+    for _ in range(iters):
+        best = min(trace, key=lambda t: abs(t['l0'] - target_l0))
+        if abs(best['l0'] - target_l0) <= tol * target_l0 or y1 == y0: break
+        slope = (y1 - y0) / (math.log(c1) - math.log(c0))
+        c2 = math.exp(math.log(c1) + max(-4.0, min(4.0, (math.log(target_l0) - y1) / slope)))   # at most x e^4 a step
+        c0, y0, c1, y1 = c1, y1, c2, log_l0(c2)
+    return min(trace, key=lambda t: abs(t['l0'] - target_l0))['l1_coef'], trace
 
 # %% ../nbs/05_train_sae.ipynb #077913b9
 def load_acts(path, site: str | None = None, layer: int = 0, device=None) -> torch.Tensor:
