@@ -6,6 +6,7 @@
 from __future__ import annotations
 import importlib, io
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from .core import HusaiError, get_device, load_json
 from .io import SAEWeights, load_sae, load_saes, stack_saes
 from .stability import Matching, match
+from .train_sae import site_name
 
 # %% auto #0
 __all__ = ['to_grid', 'GridActs', 'grid_activations', 'latent_grid', 'Spectrum', 'fourier_power', 'ExplorerRun', 'open_run',
@@ -46,10 +48,6 @@ class GridActs(NamedTuple):
     run: str
     key_freqs: list
 
-def _site_name(site: str, layer: int | None) -> str:
-    "The activation name `husai train-saes` uses for `--site site --layer layer`."
-    return site if ('.' in site or site in ('embed', 'logits')) else f'{site}.{layer or 0}'
-
 def grid_activations(run, site: str, layer: int | None = 0, step: int | None = None, device=None) -> GridActs:
     "Activations at `site` (and `layer`) of the `husai grok` run folder `run` on every input (a, b), last position."
     from husai.grokking import load_run, key_frequencies, basis_for
@@ -62,7 +60,7 @@ def grid_activations(run, site: str, layer: int | None = 0, step: int | None = N
     if ds.n_ops != 2:
         raise HusaiError(f"{run} is a {cfg.task!r} model with {ds.n_ops} operands; the explorer draws two-operand "
                          "tasks (add, sub, mul) on the (a, b) grid")
-    name = _site_name(site, layer)
+    name = site_name(site, layer)   # the name `husai train-saes` reads
     acts, ops = extract_activations(model, ds, name, position=-1, split='all', device=device)
     order = to_grid(np.arange(len(ops)), ops.cpu().numpy(), cfg.p).reshape(-1)   # row of each cell
     keys = key_frequencies(model, 'add') if basis_for(cfg.task) == 'add' else []
@@ -204,9 +202,9 @@ class ExplorerData:
     def grid_a(self) -> np.ndarray: return self.run.grid(self.a)
     @property
     def grid_b(self) -> np.ndarray: return self.run.grid(self.b)
-    @property
+    @cached_property
     def fire_a(self) -> np.ndarray: return (self.grid_a > 0).mean((1, 2))
-    @property
+    @cached_property
     def fire_b(self) -> np.ndarray: return (self.grid_b > 0).mean((1, 2))
     def __len__(self): return len(self.cos)
 

@@ -47,7 +47,7 @@ def seed_bootstrap(M, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> di
 
 # %% ../nbs/10_stats.ipynb #9cf76312
 def _pair_mean(M, idx) -> float:
-    mask = (idx[:, None] < idx[None, :]) & (idx[:, None] != idx[None, :])
+    mask = idx[:, None] < idx[None, :]
     return float(M[np.ix_(idx, idx)][mask].mean()) if mask.any() else math.nan
 
 def nested_bootstrap(mats, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> dict:

@@ -16,7 +16,7 @@ from .sae import SAEConfig, SAEs, ARCHITECTURES, check_sae_config, init_saes
 
 # %% auto #0
 __all__ = ['DEFAULT_EPOCHS', 'MIN_STEPS', 'check_acts', 'TrainConfig', 'lr_factor', 'evaluate', 'split_acts', 'TrainResult',
-           'train_saes', 'tune_l1', 'load_acts', 'add_cli']
+           'train_saes', 'tune_l1', 'site_name', 'load_acts', 'add_cli']
 
 # %% ../nbs/05_train_sae.ipynb #5bdf1ddc
 def check_acts(acts, name: str = 'activations') -> torch.Tensor:
@@ -287,6 +287,10 @@ def tune_l1(acts, d_sae: int, target_l0: float, train_cfg: TrainConfig | None = 
     return min(trace, key=lambda t: abs(t['l0'] - target_l0))['l1_coef'], trace
 
 # %% ../nbs/05_train_sae.ipynb #077913b9
+def site_name(site: str, layer: int | None = 0) -> str:
+    "The activation name of `--site site --layer layer` (e.g. 'resid_post', 0 -> 'resid_post.0'; 'embed' and full names as they are)."
+    return site if ('.' in site or site in ('embed', 'logits')) else f'{site}.{layer or 0}'
+
 def load_acts(path, site: str | None = None, layer: int = 0, device=None) -> torch.Tensor:
     "Activations `[n, d_in]` from a `.npy`/`.pt`/`.safetensors` file, or from a `husai grok` run folder at `site`."
     path = Path(path)
@@ -298,8 +302,7 @@ def load_acts(path, site: str | None = None, layer: int = 0, device=None) -> tor
         from husai.grokking import load_run
         from husai.transformer import extract_activations
         model, cfg, _ = load_run(path, device=device)
-        name = site if ('.' in site or site in ('embed', 'logits')) else f'{site}.{layer}'
-        acts, _ = extract_activations(model, cfg.dataset(), name, position=-1, split='all', device=device)
+        acts, _ = extract_activations(model, cfg.dataset(), site_name(site, layer), position=-1, split='all', device=device)
         return acts.cpu()
     suf = path.suffix.lower()
     try:
@@ -316,6 +319,8 @@ def load_acts(path, site: str | None = None, layer: int = 0, device=None) -> tor
         if len(a) != 1: raise HusaiError(f"{path}: expected one tensor, found a dict with keys {sorted(a)}")
         a = next(iter(a.values()))
     return check_acts(a, name=f'activations in {path}')
+
+
 
 # %% ../nbs/05_train_sae.ipynb #98d6daff
 def _train_saes_command(args) -> int:
