@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #72611059
 from __future__ import annotations
 import hashlib, json, math, os, tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 # %% auto #0
 __all__ = ['SCALES', 'HusaiError', 'get_device', 'make_generator', 'config_hash', 'cache_dir', 'cache_path', 'atomic_write',
-           'save_json', 'load_json', 'save_tensors', 'load_tensors', 'run_scale']
+           'save_json', 'load_json', 'folder_lock', 'save_tensors', 'load_tensors', 'run_scale']
 
 # %% ../nbs/00_core.ipynb #93484e93
 class HusaiError(ValueError):
@@ -92,6 +93,20 @@ def load_json(path):
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise HusaiError(f"{path}: not valid JSON ({e}); the file is corrupt, delete it to recompute") from e
+
+# %% ../nbs/00_core.ipynb #073946c2
+@contextmanager
+def folder_lock(folder):
+    "Hold an exclusive lock on `folder` (made if missing) while the block runs; other holders wait."
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir(): raise HusaiError(f"{folder} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError: yield folder; return      # Windows: no advisory locks, no waiting
+    with open(folder/'.lock', 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield folder
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #6c9ccd8c
 def save_tensors(tensors: dict, path, metadata: dict | None = None):

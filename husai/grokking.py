@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 import torch, torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import HusaiError, get_device, cache_path, save_json, load_json, save_tensors, load_tensors, _plain
+from .core import HusaiError, get_device, cache_path, folder_lock, save_json, load_json, save_tensors, load_tensors, _plain
 from .tasks import make_dataset, TASKS
 from .transformer import Transformer, TransformerConfig
 
@@ -194,9 +194,8 @@ def _summary(cfg, model, history, checkpoints, done):
                 fourier_gini=fourier_gini(model, basis), fourier_top5=fourier_top_k(model, basis, 5),
                 checkpoints=checkpoints, history=history)
 
-def _open_run(cfg, out, cache):
-    "The run folder, checked: a folder with another config or with foreign files is an error."
-    run = Path(out) if out is not None else cache_path('transformer', cfg)
+def _check_run(cfg, run):
+    "Check the run folder: a folder with another config or with foreign files is an error."
     f = run / 'config.json'
     if f.exists():
         saved = load_json(f)
@@ -209,8 +208,11 @@ def _open_run(cfg, out, cache):
 # %% ../nbs/03_grokking.ipynb #f420d444
 def train_grokking(cfg: GrokConfig, out=None, device=None, cache: bool = True, progress: bool = True) -> Path:
     "Train (or resume, or reuse) the run of `cfg` in folder `out` (default: the cache); returns the folder."
-    dev = get_device(device)
-    run = _open_run(cfg, out, cache)
+    run = Path(out) if out is not None else cache_path('transformer', cfg)
+    with folder_lock(run): return _train_run(cfg, run, get_device(device), cache, progress)   # a 2nd process waits, then reuses
+
+def _train_run(cfg, run, dev, cache, progress):
+    _check_run(cfg, run)
     ds = cfg.dataset()
     model = Transformer(cfg.model_config(ds), seed=cfg.seed).to(dev)
     opt = _make_opt(model, cfg)
@@ -219,7 +221,7 @@ def train_grokking(cfg: GrokConfig, out=None, device=None, cache: bool = True, p
         steps = saved_steps(run)
         m = load_json(run / 'metrics.json') if (run / 'metrics.json').exists() else None
         if m and m.get('done') and m['steps'] in steps: return run            # finished: reuse
-        if steps:
+        if steps and steps[-1] > 0:                                        # step 0 alone: start afresh
             if m is None: raise HusaiError(f"{run}: checkpoints without metrics.json; delete the folder to retrain")
             start = steps[-1]
             _load_ckpt(run, start, model, opt, dev)

@@ -31,15 +31,20 @@ def test_checkpoint_round_trip(tmp_path):
     for a, b in zip(m0.state_dict().values(), init.state_dict().values()): assert torch.equal(a, b)
     with pytest.raises(HusaiError, match='no checkpoint at step'): load_run(run, step=7)
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize('killed_at', [0, 20])
+def test_resume_equals_uninterrupted(tmp_path, killed_at):
     full = train_grokking(GrokConfig(**TINY), out=tmp_path / 'full', progress=False)
-    # an interrupted run: train to step 20 with the same config, as if killed after the step-20 checkpoint
+    # an interrupted run: train to step `killed_at` with the same config, as if killed after that checkpoint
+    # (step 0 is the checkpoint written before the first step, when Adam has no state yet)
     part = tmp_path / 'part'
-    train_grokking(GrokConfig(**{**TINY, 'steps': 20}), out=part, progress=False)
-    cfg_json = load_json(full / 'config.json')
-    (part / 'config.json').write_text(json.dumps(cfg_json))
-    m = load_json(part / 'metrics.json'); m['done'] = False
+    train_grokking(GrokConfig(**TINY), out=part, progress=False)
+    for s in saved_steps(part):
+        if s > killed_at: (part / f'step_{s:07d}.safetensors').unlink()
+    m = load_json(part / 'metrics.json')      # as written at the killed_at checkpoint
+    m.update(done=False, history=[h for h in m['history'] if h['step'] <= killed_at],
+             checkpoints=[s for s in m['checkpoints'] if s <= killed_at])
     (part / 'metrics.json').write_text(json.dumps(m))
+    assert saved_steps(part)[-1] == killed_at
     train_grokking(GrokConfig(**TINY), out=part, progress=False)
     a, _, ma = load_run(full); b, _, mb = load_run(part)
     for x, y in zip(a.state_dict().values(), b.state_dict().values()): torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
@@ -65,6 +70,25 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     with pytest.raises(HusaiError, match='do not match'): load_run(run)
     (run / 'config.json').write_text('{"config": ')
     with pytest.raises(HusaiError, match='corrupt'): train_grokking(cfg, out=run, progress=False)
+
+def _train_tiny_in(folder):
+    from husai.grokking import GrokConfig, train_grokking
+    from husai.core import load_json
+    run = train_grokking(GrokConfig(**TINY), out=folder, progress=False)
+    return load_json(run / 'metrics.json')
+
+def test_two_processes_train_one_run(tmp_path):
+    # two processes ask for the same run at once (nbdev_test runs notebooks side by side): one trains,
+    # the other waits for it and reuses the finished run instead of resuming from a half-made one
+    import multiprocessing as mp
+    folder = tmp_path / 'shared'
+    with mp.get_context('spawn').Pool(2) as pool:
+        ms = pool.map(_train_tiny_in, [folder, folder])
+    alone = _train_tiny_in(tmp_path / 'alone')
+    for m in ms:
+        assert m['done'] and m['checkpoints'] == saved_steps(folder) == [0, 20, 40]
+        assert [h['test_acc'] for h in m['history']] == [h['test_acc'] for h in alone['history']]
+    assert ms[0] == ms[1]   # the second reused the first's metrics.json: identical, timings included
 
 def test_cache_reuse(tmp_path):
     cfg = GrokConfig(**TINY)
