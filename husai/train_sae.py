@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .core import (HusaiError, get_device, make_generator, config_hash, cache_path,
+from .core import (HusaiError, get_device, make_generator, config_hash, cache_path, folder_lock,
                         save_json, load_json, save_tensors, load_tensors)
 from .sae import SAEConfig, SAEs, ARCHITECTURES, check_sae_config, init_saes
 
@@ -184,9 +184,14 @@ def train_saes(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = 
     tc = tc0.resolve(len(train), cfg.d_sae)
     dev = get_device(device)
     key = {'sae': cfg, 'train': tc, 'seeds': seeds, 'data': _data_hash(acts), 'v': 2}   # v: bumped when the training arithmetic changes (2: per-seed decoder sums)
-    folder = cache_path('sae', key, cache_root) if cache else None
-    if folder is not None and (folder/'result.json').exists(): return _load_cached(folder, dev)
+    if not cache: return _fit(train, held, cfg, tc, seeds, dev, progress)
+    with folder_lock(cache_path('sae', key, cache_root)) as folder:   # a 2nd process waits, then reads the cache
+        if (folder/'result.json').exists(): return _load_cached(folder, dev)
+        res = _fit(train, held, cfg, tc, seeds, dev, progress, folder)
+        _save_cached(res, folder)
+        return res
 
+def _fit(train, held, cfg, tc, seeds, dev, progress, folder=None) -> TrainResult:
     sae = init_saes(cfg, seeds, acts=train, device=dev)
     opt = torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps)
     S, B, train_d = len(seeds), tc.batch_size, train.to(dev)
@@ -243,9 +248,7 @@ def train_saes(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = 
                       'dead_frac_train': hist['dead_frac'][-1][i], 'aux_loss': hist['aux_loss'][-1][i],
                       'mse': hist['mse'][-1][i], 'steps': tc.steps, 'n_train': len(train),
                       'n_eval': 0 if held is None else len(held)}
-    res = TrainResult(sae, metrics, hist, ckpts, cfg, tc, seeds, folder)
-    if folder is not None: _save_cached(res, folder)
-    return res
+    return TrainResult(sae, metrics, hist, ckpts, cfg, tc, seeds, folder)
 
 # %% ../nbs/05_train_sae.ipynb #c04cf1af
 def _save_cached(res: TrainResult, folder: Path):

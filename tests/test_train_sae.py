@@ -114,6 +114,22 @@ def test_cache_and_checkpoints(tmp_path):
     assert c.cache_path != a.cache_path   # other data, other key
 
 
+def _train_cached(root):
+    from husai.sae import SAEConfig
+    from husai.train_sae import TrainConfig, train_saes
+    res = train_saes(ACTS, SAEConfig('topk', d_sae=32, k=3), [0, 1], TrainConfig(steps=3000, batch_size=50),
+                     progress=False, cache=True, cache_root=root)
+    return {k: v.numpy() for k, v in res.saes.state_dict().items()}, (res.cache_path/'result.json').stat().st_mtime_ns
+
+def test_two_processes_train_cached_saes_once(tmp_path):
+    # two processes ask for the same cached SAEs at once: the second waits for the first and reads its files
+    # (were both to train, each would write result.json and see its own write time)
+    import multiprocessing as mp
+    with mp.get_context('spawn').Pool(2) as pool: (sa, ta), (sb, tb) = pool.map(_train_cached, [tmp_path, tmp_path])
+    assert ta == tb
+    for k in sa: assert np.array_equal(sa[k], sb[k])
+
+
 @pytest.mark.parametrize('suffix', ['.npy', '.pt', '.safetensors'])
 def test_cli_train_saes(tmp_path, suffix, capsys):
     f = tmp_path/f'acts{suffix}'
