@@ -17,8 +17,9 @@ from .stability import Matching, match
 from .train_sae import site_name
 
 # %% auto #0
-__all__ = ['to_grid', 'GridActs', 'grid_activations', 'latent_grid', 'Spectrum', 'fourier_power', 'ExplorerRun', 'open_run',
-           'ExplorerData', 'load_pair', 'plot_pair', 'plot_pairs', 'Explorer', 'explorer']
+__all__ = ['to_grid', 'GridActs', 'grid_activations', 'latent_grid', 'Spectrum', 'fourier_power', 'log_grid', 'in_basis',
+           'ExplorerRun', 'open_run', 'ExplorerData', 'load_pair', 'line_label', 'plot_pair', 'plot_pairs', 'Explorer',
+           'explorer']
 
 # %% ../nbs/14_explorer.ipynb #ec8c57dd
 def to_grid(values, operands, p: int) -> np.ndarray:
@@ -46,7 +47,8 @@ class GridActs(NamedTuple):
     task: str
     site: str
     run: str
-    key_freqs: list
+    key_freqs: list    # the model's key frequencies in `basis`
+    basis: str = 'add' # 'mul' for `mul`: its grids are analysed in discrete-log order (`in_basis`)
 
 def grid_activations(run, site: str, layer: int | None = 0, step: int | None = None, device=None) -> GridActs:
     "Activations at `site` (and `layer`) of the `husai grok` run folder `run` on every input (a, b), last position."
@@ -63,8 +65,9 @@ def grid_activations(run, site: str, layer: int | None = 0, step: int | None = N
     name = site_name(site, layer)   # the name `husai train-saes` reads
     acts, ops = extract_activations(model, ds, name, position=-1, split='all', device=device)
     order = to_grid(np.arange(len(ops)), ops.cpu().numpy(), cfg.p).reshape(-1)   # row of each cell
-    keys = key_frequencies(model, 'add') if basis_for(cfg.task) == 'add' else []
-    return GridActs(acts[torch.as_tensor(order, device=acts.device)].cpu(), cfg.p, cfg.task, name, str(run), keys)
+    basis = basis_for(cfg.task)
+    return GridActs(acts[torch.as_tensor(order, device=acts.device)].cpu(), cfg.p, cfg.task, name, str(run),
+                    key_frequencies(model, basis), basis)
 
 # %% ../nbs/14_explorer.ipynb #9e7639db
 @torch.no_grad()
@@ -106,6 +109,23 @@ def fourier_power(grid) -> Spectrum:
     line = lambda u1, v1, u2, v2: share(P[..., u1, v1] + twin * P[..., u2, v2])
     z = np.zeros_like(f)
     return Spectrum(P, const, total, f, line(f, z, m, z), line(z, f, z, m), line(f, f, m, m), line(f, m, m, f))
+
+# %% ../nbs/14_explorer.ipynb #0f783068
+def log_grid(grid) -> np.ndarray:
+    "`grid [..., p, p]` (indexed [a, b], p prime) reordered to `[..., p-1, p-1]` indexed [i, j], a = gⁱ, b = gʲ."
+    from husai.grokking import primitive_root
+    g = np.asarray(grid)
+    p = g.shape[-1]
+    if g.ndim < 2 or g.shape[-2] != p or p < 3 or any(p % q == 0 for q in range(2, int(p ** 0.5) + 1)):
+        raise HusaiError(f"a grid for the discrete-log order must be [..., p, p] with p an odd prime, got shape {g.shape}")
+    order = np.array([pow(primitive_root(p), i, p) for i in range(p - 1)])
+    return g[..., order[:, None], order[None, :]]
+
+def in_basis(grid, basis: str = 'add') -> np.ndarray:
+    "The grid a task's latents are analysed on: `grid` itself for `basis` 'add', `log_grid(grid)` for 'mul'."
+    if basis == 'add': return np.asarray(grid)
+    if basis == 'mul': return log_grid(grid)
+    raise HusaiError(f"basis {basis!r} is not 'add' or 'mul'")
 
 # %% ../nbs/14_explorer.ipynb #d33e4629
 @dataclass
@@ -237,18 +257,27 @@ def load_pair(path, a=None, b=None, **kwargs) -> ExplorerData:
 def _pct(x: float) -> str: return f'{x:.0%}' if x >= 0.1 else f'{x:.1%}' if x >= 0.001 else f'{x:.2%}'
 
 _LINES = (('on_a', 'a', 'C0'), ('on_b', 'b', 'C1'), ('on_sum', 'a+b', 'C2'), ('on_diff', 'a−b', 'C4'))
+_MUL_LABELS = {'on_sum': 'a·b', 'on_diff': 'a/b'}      # the a+b and a−b lines of the discrete-log grid
 
-def _draw_latent(fig, ax_h, ax_s, g, title, keys):
+def line_label(name: str, basis: str = 'add') -> str:
+    "What the spectrum line `name` ('on_a', 'on_b', 'on_sum', 'on_diff') is a function of, in `basis`."
+    return (_MUL_LABELS if basis == 'mul' else {}).get(name, dict((n, l) for n, l, _ in _LINES)[name])
+
+def _draw_latent(fig, ax_h, ax_s, g, title, keys, basis='add'):
+    g = in_basis(g, basis)
     im = ax_h.imshow(g, cmap='viridis', origin='lower', interpolation='nearest', vmin=0, vmax=max(float(g.max()), 1e-6))
-    ax_h.set_title(title, fontsize=9); ax_h.set_ylabel('a', fontsize=8); ax_h.set_xlabel('b', fontsize=8)
+    ya, xb = ('i (a = gⁱ)', 'j (b = gʲ)') if basis == 'mul' else ('a', 'b')
+    ax_h.set_title(title, fontsize=9); ax_h.set_ylabel(ya, fontsize=8); ax_h.set_xlabel(xb, fontsize=8)
     ax_h.tick_params(labelsize=7); fig.colorbar(im, ax=ax_h, shrink=0.8).ax.tick_params(labelsize=7)
     s = fourier_power(g)
     bottom = np.zeros(len(s.freqs))
-    for name, label, c in _LINES:
+    for name, _, c in _LINES:
+        label = line_label(name, basis)
         v = getattr(s, name); ax_s.bar(s.freqs, v, bottom=bottom, color=c, label=label, width=0.85); bottom += v
     ax_s.set_xticks([f for f in keys if f <= s.freqs[-1]], labels=[str(f) for f in keys if f <= s.freqs[-1]], color='C3', fontsize=7)
     ax_s.set_ylim(0, 1); ax_s.set_xlim(0.3, s.freqs[-1] + 0.7); ax_s.tick_params(labelsize=7)
-    ax_s.set_xlabel('frequency f (red: key frequencies of the model)' if keys else 'frequency f', fontsize=8)
+    what = 'frequency f over log' if basis == 'mul' else 'frequency f'
+    ax_s.set_xlabel(f'{what} (red: key frequencies of the model)' if keys else what, fontsize=8)
     rest = 1 - bottom.sum() if s.total > 0 else 0.0
     ax_s.set_title('no variation on the grid' if s.total == 0 else f'spectrum: {rest:.0%} of the variance off these lines', fontsize=8)
 
@@ -264,7 +293,7 @@ def plot_pair(data: ExplorerData, rank: int = 0, latent: int | None = None, fig=
     keys = data.run.acts.key_freqs
     for row, (name, g, l, fr) in enumerate(((data.a, data.grid_a, i, data.fire_a), (data.b, data.grid_b, j, data.fire_b))):
         fires = f'fires on {_pct(fr[l])} of inputs' if fr[l] > 0 else 'never fires on the grid'
-        _draw_latent(fig, ax[row, 0], ax[row, 1], g[l], f'{name} latent {l}: {fires}', keys)
+        _draw_latent(fig, ax[row, 0], ax[row, 1], g[l], f'{name} latent {l}: {fires}', keys, data.run.acts.basis)
     ax[0, 1].legend(fontsize=7, ncols=4, loc='upper right', title='power on line', title_fontsize=7)
     fig.suptitle(f'pair {r + 1} of {len(data)} by cosine: {data.a} latent {i} ↔ {data.b} latent {j}, decoder cosine {c:.3f}', fontsize=10)
     return fig

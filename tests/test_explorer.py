@@ -13,7 +13,7 @@ from husai.io import load_sae, save_sae, SAEWeights
 from husai.stability import match
 from husai.train_sae import load_acts
 from husai.explorer import (to_grid, fourier_power, latent_grid, grid_activations, open_run, load_pair,
-                            plot_pair, plot_pairs, explorer)
+                            plot_pair, plot_pairs, explorer, log_grid, in_basis)
 
 P, K, D_SAE = 11, 4, 32
 
@@ -137,6 +137,52 @@ def test_plot_pair_draws_both_latents(data):
     assert f'pair {len(data)} of {len(data)}' in fig._suptitle.get_text(); plt.close(fig)
     fig = plot_pairs(data, [0, -1]); assert len(fig.subfigs) == 2; plt.close(fig)
     with pytest.raises(HusaiError, match='out of range'): plot_pair(data, len(data))
+
+
+def _generator(p):
+    "A generator of the nonzero residues mod p, by brute force: the first g whose powers reach all p - 1."
+    return next(g for g in range(2, p) if len({pow(g, i, p) for i in range(p - 1)}) == p - 1)
+
+def test_log_grid_reorders_by_discrete_logs():
+    rng = np.random.default_rng(0)
+    for p in (5, 11, 13, 59):
+        G, g = rng.normal(size=(3, p, p)), _generator(p)
+        L = log_grid(G)
+        assert L.shape == (3, p - 1, p - 1)
+        for i in range(p - 1):
+            for j in range(p - 1): assert np.array_equal(L[:, i, j], G[:, pow(g, i, p), pow(g, j, p)])
+    with pytest.raises(HusaiError, match='odd prime'): log_grid(np.zeros((9, 9)))
+    with pytest.raises(HusaiError, match="not 'add' or 'mul'"): in_basis(np.zeros((5, 5)), 'sub')
+
+def test_functions_of_the_product_sit_on_the_log_grid_sum_line():
+    p, f = 11, 3
+    g = _generator(p); log = {pow(g, i, p): i for i in range(p - 1)}
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing='ij')
+    h = np.zeros((p, p))
+    nz = (a > 0) & (b > 0)
+    h[nz] = np.sin(2 * np.pi * f * np.vectorize(log.get)((a * b % p)[nz]) / (p - 1))
+    ratio = np.zeros((p, p))
+    inv = {x: pow(x, p - 2, p) for x in range(1, p)}
+    ratio[nz] = np.cos(2 * np.pi * 2 * np.vectorize(log.get)((a * np.vectorize(inv.get)(np.where(nz, b, 1)) % p)[nz]) / (p - 1))
+    s = fourier_power(in_basis(np.stack([h, ratio]), 'mul'))
+    np.testing.assert_allclose([s.on_sum[0, f - 1], s.on_diff[1, 1]], [1.0, 1.0], atol=1e-12)
+    assert fourier_power(h).on_sum.max() < 0.5             # in the additive basis the product is spread out
+
+def test_mul_runs_are_drawn_over_discrete_logs(tmp_path):
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from husai.grokking import key_frequencies
+    cfg = grok_config('quick', task='mul', p=P, d_model=32, d_head=8, d_mlp=64, steps=40, log_every=20, checkpoint_every=40)
+    model = train_grokking(cfg, out=tmp_path/'model', cache=False, progress=False)
+    assert main(['train-saes', str(model), '--site', 'resid_post', '--d-sae', '16', '--k', '2',
+                 '--seeds', '0', '1', '--steps', '50', '--batch-size', '32', '--out', str(tmp_path/'saes'), '--quiet']) == 0
+    d = load_pair(tmp_path/'saes', 0, 1)
+    assert d.run.acts.basis == 'mul' and d.run.acts.key_freqs == key_frequencies(load_run(model)[0], 'mul')
+    fig = plot_pair(d, 0)
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), log_grid(d.grid_a[d.latent_a[0]]))
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ['a', 'b', 'a·b', 'a/b']
+    assert fig.axes[0].get_ylabel().startswith('i (a = g')
+    plt.close(fig)
 
 
 def test_widget_selector_redraws_and_seed_pickers_rematch(data):
