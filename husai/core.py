@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #72611059
 from __future__ import annotations
-import hashlib, json, math, os, tempfile
+import hashlib, json, math, os, tempfile, warnings
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -104,7 +104,10 @@ def folder_lock(folder):
     try: import fcntl
     except ImportError: yield folder; return      # Windows: no advisory locks, no waiting
     with open(folder/'.lock', 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try: fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError as e:                      # a file system without locks (some network mounts)
+            warnings.warn(f"{folder}: cannot lock ({e}); going on unlocked, so do not build it from two processes at once")
+            yield folder; return
         try: yield folder
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
