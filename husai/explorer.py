@@ -113,12 +113,13 @@ def fourier_power(grid) -> Spectrum:
 # %% ../nbs/14_explorer.ipynb #0f783068
 def log_grid(grid) -> np.ndarray:
     "`grid [..., p, p]` (indexed [a, b], p prime) reordered to `[..., p-1, p-1]` indexed [i, j], a = gⁱ, b = gʲ."
-    from husai.grokking import primitive_root
+    from husai.grokking import log_order
+    from husai.tasks import is_prime
     g = np.asarray(grid)
     p = g.shape[-1]
-    if g.ndim < 2 or g.shape[-2] != p or p < 3 or any(p % q == 0 for q in range(2, int(p ** 0.5) + 1)):
+    if g.ndim < 2 or g.shape[-2] != p or p < 3 or not is_prime(p):
         raise HusaiError(f"a grid for the discrete-log order must be [..., p, p] with p an odd prime, got shape {g.shape}")
-    order = np.array([pow(primitive_root(p), i, p) for i in range(p - 1)])
+    order = np.array(log_order(p))
     return g[..., order[:, None], order[None, :]]
 
 def in_basis(grid, basis: str = 'add') -> np.ndarray:

@@ -14,8 +14,9 @@ from .tasks import make_dataset, TASKS
 from .transformer import Transformer, TransformerConfig
 
 # %% auto #0
-__all__ = ['PRESETS', 'GROK_THRESHOLD', 'GrokConfig', 'grok_config', 'primitive_root', 'basis_for', 'fourier_embedding_norms',
-           'key_frequencies', 'fourier_gini', 'fourier_top_k', 'saved_steps', 'train_grokking', 'load_run', 'add_cli']
+__all__ = ['PRESETS', 'GROK_THRESHOLD', 'GrokConfig', 'grok_config', 'primitive_root', 'log_order', 'basis_for',
+           'fourier_embedding_norms', 'key_frequencies', 'fourier_gini', 'fourier_top_k', 'saved_steps',
+           'train_grokking', 'load_run', 'add_cli']
 
 # %% ../nbs/03_grokking.ipynb #9c57ce53
 @dataclass
@@ -88,6 +89,11 @@ def primitive_root(p: int) -> int:
     if n > 1: qs.add(n)
     return next(g for g in range(2, p) if all(pow(g, (p - 1) // q, p) != 1 for q in qs)) if p > 2 else 1
 
+def log_order(p: int) -> list:
+    "The nonzero residues in discrete-log order, gⁱ mod p for i = 0 … p − 2 (g = `primitive_root(p)`): the 'mul' basis."
+    g = primitive_root(p)
+    return [pow(g, i, p) for i in range(p - 1)]
+
 def basis_for(task: str) -> str:
     "Fourier basis of a task: 'mul' (discrete-log order) for `mul`, 'add' otherwise."
     return 'mul' if task == 'mul' else 'add'
@@ -101,9 +107,7 @@ def fourier_embedding_norms(model_or_W, basis: str = 'add', p: int | None = None
     "Norm of the token embedding on each Fourier frequency 0..n//2 (`basis` 'add': n=p; 'mul': n=p-1)."
     W, p = _embedding(model_or_W, p)
     if basis == 'add': order = torch.arange(p)
-    elif basis == 'mul':
-        g = primitive_root(p)
-        order = torch.tensor([pow(g, i, p) for i in range(p - 1)])
+    elif basis == 'mul': order = torch.tensor(log_order(p))
     else: raise HusaiError(f"basis {basis!r} is not 'add' or 'mul'")
     n = len(order)
     X = torch.fft.rfft(W[order.to(W.device)], dim=0, norm='ortho')
@@ -231,7 +235,6 @@ def _train_run(cfg, run, dev, cache, progress):
                 raise HusaiError(f"{run}: metrics.json does not reach checkpoint step {start}; delete the folder to retrain")
     if start == 0:
         for f in run.glob('step_*.safetensors'): f.unlink()           # cache=False: retrain from scratch
-    run.mkdir(parents=True, exist_ok=True)
     save_json(dict(config=cfg, kind='husai.grokking.GrokConfig'), run / 'config.json')
     xtr, ytr = ds.inputs[ds.train_idx].to(dev), ds.targets[ds.train_idx].to(dev)
     xte, yte = ds.inputs[ds.test_idx].to(dev), ds.targets[ds.test_idx].to(dev)
