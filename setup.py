@@ -12,6 +12,9 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# optional extras: `<name>_requirements = ...` in settings.ini gives `pip install husai[<name>]`
+extras = {k[:-len('_requirements')]: shlex.split(v) for k, v in cfg.items()
+          if k.endswith('_requirements') and k not in ('requirements', 'dev_requirements')}
 lic = licenses[cfg['license']]
 min_python = cfg['min_python']
 
@@ -27,7 +30,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['husai', 'husai.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, **extras},
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
