@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SCALES', 'HusaiError', 'get_device', 'make_generator', 'config_hash', 'cache_dir', 'cache_path', 'atomic_write',
-           'save_json', 'load_json', 'folder_lock', 'save_tensors', 'load_tensors', 'run_scale']
+__all__ = ['SCALES', 'HusaiError', 'get_device', 'make_generator', 'to_plain', 'config_hash', 'cache_dir', 'cache_path',
+           'atomic_write', 'save_json', 'load_json', 'folder_lock', 'save_tensors', 'load_tensors', 'field_docs',
+           'add_config_args', 'config_from_args', 'run_scale']
 
 # %% ../nbs/00_core.ipynb #93484e93
 class HusaiError(ValueError):
@@ -35,13 +36,13 @@ def make_generator(seed: int, device=None) -> torch.Generator:
     return torch.Generator(device=get_device(device)).manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #82832f9d
-def _plain(o, strict: bool = True):
+def to_plain(o, strict: bool = True):
     "A JSON-serialisable version of `o` (dataclasses, paths, tuples, numpy and torch scalars); NaN/inf raise if `strict`, else become None."
-    if is_dataclass(o) and not isinstance(o, type): return _plain(asdict(o), strict)
-    if isinstance(o, dict): return {str(k): _plain(v, strict) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_plain(v, strict) for v in o]
-    if isinstance(o, (np.ndarray, torch.Tensor)): return _plain(o.tolist(), strict)
-    if isinstance(o, np.generic): return _plain(o.item(), strict)
+    if is_dataclass(o) and not isinstance(o, type): return to_plain(asdict(o), strict)
+    if isinstance(o, dict): return {str(k): to_plain(v, strict) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [to_plain(v, strict) for v in o]
+    if isinstance(o, (np.ndarray, torch.Tensor)): return to_plain(o.tolist(), strict)
+    if isinstance(o, np.generic): return to_plain(o.item(), strict)
     if isinstance(o, Path): return str(o)
     if isinstance(o, torch.dtype): return str(o).replace('torch.', '')
     if isinstance(o, float) and not math.isfinite(o):
@@ -51,7 +52,7 @@ def _plain(o, strict: bool = True):
 
 def config_hash(cfg, n: int = 16) -> str:
     "Hex digest (first `n` chars of SHA-256) of `cfg` as canonical JSON: the cache key of a config."
-    s = json.dumps(_plain(cfg), sort_keys=True, separators=(',', ':'))
+    s = json.dumps(to_plain(cfg), sort_keys=True, separators=(',', ':'))
     return hashlib.sha256(s.encode()).hexdigest()[:n]
 
 # %% ../nbs/00_core.ipynb #bcba6448
@@ -83,7 +84,7 @@ def atomic_write(path, write_fn, mode: str = 'wb'):
 
 def save_json(obj, path):
     "Write `obj` as indented JSON to `path`, atomically; NaN and inf (an undefined ratio, say) are written as null."
-    txt = json.dumps(_plain(obj, strict=False), indent=2, sort_keys=True)
+    txt = json.dumps(to_plain(obj, strict=False), indent=2, sort_keys=True)
     return atomic_write(path, lambda f: f.write(txt + '\n'), mode='w')
 
 def load_json(path):
@@ -127,6 +128,50 @@ def load_tensors(path, device=None) -> dict:
     try: return load_file(str(path), device=str(get_device(device)))
     except Exception as e:
         raise HusaiError(f"{path}: not a readable safetensors file ({e}); it is corrupt or of another format") from e
+
+# %% ../nbs/00_core.ipynb #407648e7
+def field_docs(cls) -> dict:
+    "`{field: comment}` for the fields of dataclass `cls` that carry a `# comment` on their line."
+    import inspect, re
+    try: src = inspect.getsource(cls)
+    except (OSError, TypeError): return {}
+    pat = re.compile(r'^\s+(\w+)\s*:[^#\n]*#\s*(.+?)\s*$')
+    return {m[1]: m[2] for m in map(pat.match, src.splitlines()) if m}
+
+# %% ../nbs/00_core.ipynb #2cfc50cf
+def _arg_type(ann: str):
+    "The argparse type and whether the annotation allows None, from a field's annotation string."
+    parts = [a.strip() for a in str(ann).replace('typing.', '').replace('Optional[', '').rstrip(']').split('|')]
+    opt = 'None' in parts
+    base = next((a for a in parts if a != 'None'), 'str')
+    return {'int': int, 'float': float, 'str': str, 'bool': bool, 'tuple': float}.get(base, str), base, opt
+
+def add_config_args(parser, cls, prefix: str = '', skip=(), choices: dict | None = None,
+                    help: dict | None = None, names: dict | None = None):
+    "Add an option `--<prefix><field-name>` per field of dataclass `cls` to `parser`; unset options stay unset."
+    import argparse
+    from dataclasses import fields, MISSING
+    docs, choices, help, names = field_docs(cls), choices or {}, help or {}, names or {}
+    for f in fields(cls):
+        if f.name in skip: continue
+        typ, base, _ = _arg_type(f.type)
+        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
+        text = help.get(f.name, docs.get(f.name, f.name.replace('_', ' ')))
+        flag = '--' + names.get(f.name, prefix + f.name).replace('_', '-')
+        kw = dict(dest=prefix + f.name, default=argparse.SUPPRESS, help=f"{text} (default: {default})")
+        if base == 'bool': kw['action'] = argparse.BooleanOptionalAction
+        else: kw.update(type=typ, metavar=f.name.upper())
+        if base == 'tuple': kw['nargs'] = '+'
+        if f.name in choices: kw['choices'] = choices[f.name]; kw.pop('metavar', None)
+        parser.add_argument(flag, **kw)
+    return parser
+
+def config_from_args(cls, args, prefix: str = '', **extra):
+    "An instance of dataclass `cls` from the options `add_config_args` added (those given), and `extra`."
+    from dataclasses import fields
+    given = {f.name: getattr(args, prefix + f.name) for f in fields(cls) if hasattr(args, prefix + f.name)}
+    if any(f.name == 'betas' for f in fields(cls)) and 'betas' in given: given['betas'] = tuple(given['betas'])
+    return cls(**{**given, **extra})
 
 # %% ../nbs/00_core.ipynb #bc1f35c4
 SCALES = ('tiny', 'quick', 'full')

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 import torch, torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import HusaiError, get_device, cache_path, folder_lock, save_json, load_json, save_tensors, load_tensors, _plain
+from .core import HusaiError, get_device, cache_path, folder_lock, save_json, load_json, save_tensors, load_tensors, to_plain
 from .tasks import make_dataset, TASKS
 from .transformer import Transformer, TransformerConfig
 
@@ -203,7 +203,7 @@ def _check_run(cfg, run):
     f = run / 'config.json'
     if f.exists():
         saved = load_json(f)
-        if not isinstance(saved, dict) or saved.get('config') != _plain(cfg):
+        if not isinstance(saved, dict) or saved.get('config') != to_plain(cfg):
             raise HusaiError(f"{run} holds a run of another config ({f}); choose another folder or delete it")
     elif run.exists() and any(run.glob('step_*.safetensors')):
         raise HusaiError(f"{run} holds checkpoints but no config.json; delete the folder to retrain")
