@@ -126,6 +126,14 @@ class SAEs(nn.Module):
         "Seed `i`'s parameters as a dict of detached tensors (`W_enc [d_in, d_sae]`, ...; `threshold` if any)."
         return {k: v[i].detach().clone() for k, v in self.state_dict().items()}
 
+    def before_step_(self):
+        "Called by the trainer after the backward pass, before the optimiser step: here, `remove_parallel_grad_` if configured."
+        if self.cfg.remove_parallel_grad: self.remove_parallel_grad_()
+
+    def after_step_(self):
+        "Called by the trainer after the optimiser step: here, `normalize_decoder_` if configured."
+        if self.cfg.normalize_decoder: self.normalize_decoder_()
+
     @torch.no_grad()
     def normalize_decoder_(self):
         "Scale every decoder row to unit norm."
@@ -190,6 +198,9 @@ class BatchTopKSAEs(TopKSAEs):
         # so a seed's sums do not depend on how wide the other seeds' rows are
         vals, idx = torch.where(keep, r, torch.zeros_like(r)).topk(m, dim=-1, sorted=True)
         return Codes(vals, idx)
+
+    def after_step_(self):
+        super().after_step_(); self.update_threshold_()
 
     @torch.no_grad()
     def update_threshold_(self):

@@ -218,10 +218,9 @@ def _fit(train, held, cfg, tc, seeds, dev, progress, folder=None) -> TrainResult
         extra = sae.extra_loss(pre, codes, x, x_hat, dead, l1s)
         opt.zero_grad(set_to_none=True)
         (mse + extra).sum().backward()
-        if cfg.remove_parallel_grad: sae.remove_parallel_grad_()
+        sae.before_step_()
         opt.step()
-        if cfg.normalize_decoder: sae.normalize_decoder_()
-        if hasattr(sae, 'update_threshold_'): sae.update_threshold_()
+        sae.after_step_()
         with torch.no_grad():
             if codes.idx is None: fired = (codes.vals > 0).any(1)
             else: fired = torch.zeros(S, cfg.d_sae, device=dev).scatter_add_(
