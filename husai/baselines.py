@@ -12,8 +12,8 @@ from .core import HusaiError, get_device, make_generator
 from .stability import Weights, pairwise, METRICS
 
 # %% auto #0
-__all__ = ['expected_max_cos', 'expected_mmcs', 'n_components', 'random_saes', 'untrained_saes', 'effective_rank',
-           'participation_ratio', 'variance_components', 'with_baselines', 'baseline_values']
+__all__ = ['BASELINE_KINDS', 'expected_max_cos', 'expected_mmcs', 'n_components', 'random_saes', 'untrained_saes',
+           'effective_rank', 'participation_ratio', 'variance_components', 'subspace_rank', 'baseline_pool']
 
 # %% ../nbs/08_baselines.ipynb #0e94fc84
 def expected_max_cos(d: int, N: int, absolute: bool = False) -> float:
@@ -95,21 +95,49 @@ def variance_components(X, fracs=(0.9, 0.95, 0.99)) -> dict:
     "{fraction: number of principal components explaining at least that fraction of the variance}."
     return {f: n_components(X, f) for f in fracs}
 
-# %% ../nbs/08_baselines.ipynb #fa2e03e9
-def with_baselines(value: float, baselines: dict) -> dict:
-    "`value`, each baseline, and `ratio_to_<name>` = value / baseline for each."
-    return {'value': value, 'baselines': dict(baselines),
-            'ratios': {f'ratio_to_{k}': (value / b if b else math.nan) for k, b in baselines.items()}}
+# %% ../nbs/08_baselines.ipynb #e7506ec1
+BASELINE_KINDS = ('isotropic', 'subspace', 'covariance', 'principal', 'untrained')
 
-def baseline_values(metric: str, d_in: int, d_sae: int, seeds, kinds=('isotropic',), acts=None, sae_cfg=None,
-                    device=None, **kw) -> dict:
-    "{kind: mean of `metric` over all pairs of random SAEs of that kind} ('untrained' needs `sae_cfg`)."
-    out = {}
-    for kind in kinds:
-        if kind == 'isotropic_exact':
-            if metric != 'mmcs': continue
-            out[kind] = expected_mmcs(d_in, d_sae); continue
-        saes = (untrained_saes(sae_cfg, seeds, acts, device) if kind == 'untrained' else
-                random_saes(kind, d_in, d_sae, seeds, acts=acts, device=device))
-        out[kind] = float(pairwise(saes, metric, **kw).values.mean())
+def subspace_rank(acts) -> int:
+    "The dimension r of the `subspace` baseline: the effective rank of the activations, rounded up."
+    return max(1, math.ceil(effective_rank(acts)))
+
+# %% ../nbs/08_baselines.ipynb #de79c6ed
+def _alive_counts(alive, S: int, d_sae: int) -> list:
+    "Per seed, how many latents are alive: from None (all), an int, a list of ints or a [S, d_sae] bool mask."
+    if alive is None: return [d_sae] * S
+    if isinstance(alive, int): counts = [alive] * S
+    elif torch.is_tensor(alive) or isinstance(alive, np.ndarray):
+        a = torch.as_tensor(alive)
+        counts = a.sum(-1).tolist() if a.dtype == torch.bool else a.tolist()
+    else: counts = list(alive)
+    counts = [int(c) for c in (counts if isinstance(counts, list) else [counts])]
+    if len(counts) != S: raise HusaiError(f"alive gives {len(counts)} counts for {S} seeds")
+    if any(not 0 <= c <= d_sae for c in counts): raise HusaiError(f"alive counts {counts} must be in [0, d_sae={d_sae}]")
+    return counts
+
+# %% ../nbs/08_baselines.ipynb #514299dc
+def _draw(kind, d_in, n, seed, acts, rank, sae_cfg, device):
+    "`n` rows of baseline `kind` for one seed, as `Weights`."
+    if kind == 'untrained':
+        if sae_cfg is None: raise HusaiError("the 'untrained' baseline needs the SAE config (sae_cfg)")
+        w = untrained_saes(sae_cfg, [seed], acts, device)
+        return Weights(w.W_dec[0, :n].detach(), w.W_enc[0, :, :n].detach())
+    if kind == 'subspace':
+        if acts is None: raise HusaiError("the 'subspace' baseline needs the activations (acts=[n, d_in])")
+        return random_saes('principal', d_in, n, [seed], acts=acts, n_comp=rank or subspace_rank(acts), device=device)[0]
+    return random_saes(kind, d_in, n, [seed], acts=acts, device=device)[0]
+
+def baseline_pool(kind: str, d_in: int, d_sae: int, seeds, acts=None, alive=None, alive_only: bool = False,
+                  rank: int | None = None, sae_cfg=None, tied: bool = True, device=None) -> list:
+    "One baseline SAE (`Weights`) per seed: rows of `kind` for the alive latents, isotropic rows for the rest (or none, `alive_only`)."
+    if kind not in BASELINE_KINDS: raise HusaiError(f"unknown baseline {kind!r}; choose one of {BASELINE_KINDS}")
+    seeds = list(seeds); out = []
+    for s, n in zip(seeds, _alive_counts(alive, len(seeds), d_sae)):
+        live = _draw(kind, d_in, max(n, 1) if alive_only else n, s, acts, rank, sae_cfg, device) if n or alive_only else None
+        if not (alive_only or n == d_sae):
+            dead = random_saes('isotropic', d_in, d_sae - n, [1_000_003 + s], device=device)[0]
+            live = dead if live is None else Weights(torch.cat([live.W_dec, dead.W_dec.to(live.W_dec)]),
+                                                     torch.cat([live.W_enc, dead.W_enc.to(live.W_enc)], 1))
+        out.append(Weights(live.W_dec, live.W_dec.T.contiguous()) if tied and kind != 'untrained' else live)
     return out

@@ -14,7 +14,7 @@ from .transformer import extract_activations
 from .sae import SAEConfig
 from .train_sae import TrainConfig, train_saes
 from .baselines import effective_rank, participation_ratio, variance_components
-from .stats import stability_report
+from .report import stability_report
 
 # %% auto #0
 __all__ = ['GROK_AT_SCALE', 'SEEDS_AT_SCALE', 'BASELINES', 'scale_seeds', 'grokked_run', 'activations', 'geometry',

@@ -16,7 +16,7 @@ from .core import HusaiError
 # %% auto #0
 __all__ = ['DEFAULT_BUDGET', 'DEFAULT_MAX_DENSE', 'METRICS', 'Weights', 'decoder_rows', 'encoder_rows', 'split_seeds', 'max_cos',
            'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction', 'Pairwise', 'pairwise', 'alive_latents',
-           'alive_mmcs', 'live_matched_cosine', 'load_sae_dirs', 'stability_summary', 'format_summary', 'add_cli']
+           'alive_mmcs', 'live_matched_cosine']
 
 # %% ../nbs/07_stability.ipynb #c99c3fa7
 class Weights(NamedTuple):
@@ -35,6 +35,7 @@ def _as_tensor(x, what) -> torch.Tensor:
     if x.ndim != 2:
         raise HusaiError(f"{what}: expected a 2-d matrix, got shape {tuple(x.shape)}; "
                          "for a batch of seeds use split_seeds() or pairwise()")
+    if x.is_complex(): raise HusaiError(f"{what}: complex values; SAE weights are real (a complex tensor would silently lose its imaginary part)")
     if not torch.isfinite(x).all(): raise HusaiError(f"{what}: contains NaN or inf values")
     return x.detach()
 
@@ -278,93 +279,3 @@ def live_matched_cosine(saes, acts, ref: int = 0) -> tuple:
         mt = match(W[ref], W[s]); c = np.zeros(W.shape[1]); c[mt.rows] = mt.cos
         per_seed.append(float(c[live].mean()))
     return float(np.mean(per_seed)), per_seed, int(live.sum())
-
-# %% ../nbs/07_stability.ipynb #565c5024
-def load_sae_dirs(dirs) -> tuple[list, list]:
-    "Names and SAEs from the folders `dirs` (via `husai.io.load_saes`), checked to be comparable."
-    from pathlib import Path
-    from husai.io import load_saes
-    names, saes, sizes = [], [], {}
-    for d in dirs:
-        if not Path(d).exists(): raise HusaiError(f"{d}: no such folder")
-        try: loaded = load_saes(d)
-        except HusaiError: raise
-        except Exception as e: raise HusaiError(f"{d}: could not read SAEs from it ({type(e).__name__}: {e})") from e
-        for name, w in loaded:
-            W = decoder_rows(w)
-            names.append(str(name) if len(dirs) == 1 else f"{d}:{name}"); saes.append(w)
-            sizes[names[-1]] = tuple(W.shape)
-    if len(saes) < 2:
-        raise HusaiError(f"found {len(saes)} SAE in {', '.join(map(str, dirs))}; stability compares at least two "
-                         "(give several folders, or a folder holding one sub-folder per seed)")
-    if len({s[1] for s in sizes.values()}) > 1:
-        raise HusaiError("the SAEs read different activations (d_in differs): "
-                         + ', '.join(f'{n}: {s[1]}' for n, s in sizes.items()))
-    if len({s[0] for s in sizes.values()}) > 1:
-        raise HusaiError("the SAEs have different numbers of latents (d_sae): "
-                         + ', '.join(f'{n}: {s[0]}' for n, s in sizes.items()) + "; compare SAEs of one size at a time")
-    if len(set(names)) < len(names): raise HusaiError(f"two SAEs have the same name: {names}")
-    return names, saes
-
-def stability_summary(names, saes, threshold: float = 0.7, n_boot: int = 2000, seed: int = 0, device=None) -> dict:
-    "The JSON object `husai stability --json` prints (see above)."
-    from husai.stats import stability_report
-    rep = stability_report(saes, names=names, baselines=('isotropic', 'isotropic_exact'), threshold=threshold,
-                           n_boot=n_boot, seed=seed, test=False, device=device)
-    ms = rep['metrics']
-    base = {}
-    for m, r in ms.items():
-        for kind, v in r['baselines'].items(): base.setdefault(kind, {})[m] = v
-    return {'pairs': rep['pairs'],
-            'summary': {m: {'mean': r['mean'], 'ci_low': r['ci_low'], 'ci_high': r['ci_high']} for m, r in ms.items()},
-            'baselines': base, 'ratios': {m: r['ratios'] for m, r in ms.items()},
-            'n_seeds': rep['n_seeds'], 'd_in': rep['d_in'], 'd_sae': rep['d_sae'], 'threshold': threshold,
-            'statement': rep['statement']}
-
-def format_summary(s: dict) -> str:
-    "A readable table of a `stability_summary`."
-    ms = list(s['summary'])
-    w = max(len('a'), *(len(p['a']) for p in s['pairs'])), max(len('b'), *(len(p['b']) for p in s['pairs']))
-    out = [f"{s['n_seeds']} SAEs, d_in={s['d_in']}, d_sae={s['d_sae']}; shared_fraction threshold {s['threshold']}",
-           '', f"{'a':{w[0]}}  {'b':{w[1]}}  " + '  '.join(f'{m:>15}' for m in ms)]
-    for p in s['pairs']: out.append(f"{p['a']:{w[0]}}  {p['b']:{w[1]}}  " + '  '.join(f'{p[m]:15.4f}' for m in ms))
-    out += ['', f"{'metric':15}  {'mean':>7}  {'95% CI (seeds)':>17}  {'isotropic':>9}  {'ratio':>6}  {'exact iso':>9}  {'ratio':>6}"]
-    f = lambda x: f'{x:.4f}' if x == x else 'n/a'
-    for m in ms:
-        r, b = s['summary'][m], s['baselines']
-        iso, ex = b['isotropic'][m], b.get('isotropic_exact', {}).get(m)
-        rat = s['ratios'][m]
-        out.append(f"{m:15}  {r['mean']:7.4f}  [{f(r['ci_low']):>7}, {f(r['ci_high']):>7}]  {iso:9.4f}  "
-                   f"{rat['ratio_to_isotropic']:6.2f}  " + (f"{ex:9.4f}  {rat['ratio_to_isotropic_exact']:6.2f}" if ex is not None else f"{'':9}  {'':6}"))
-    out += ['', f"based on {s['statement']}"]
-    return '\n'.join(out)
-
-def _json_safe(o):
-    "NaN (an interval that could not be computed) as JSON null."
-    if isinstance(o, dict): return {k: _json_safe(v) for k, v in o.items()}
-    if isinstance(o, list): return [_json_safe(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o): return None
-    return o
-
-def _stability_command(args) -> int:
-    import json
-    names, saes = load_sae_dirs(args.dirs)
-    if not 0 < args.threshold < 1: raise HusaiError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    s = stability_summary(names, saes, threshold=args.threshold, n_boot=args.n_boot, seed=args.seed, device=args.device)
-    print(json.dumps(_json_safe(s)) if args.json else format_summary(s))
-    return 0
-
-def add_cli(sub):
-    "Add `husai stability` to the sub-command parsers `sub`."
-    p = sub.add_parser('stability', help='how alike are SAEs trained with different seeds? (with random baselines)',
-                       description='Compare SAEs (several seeds of one configuration) pair by pair: mean max |cosine| '
-                       '(mmcs), Hungarian MCC and the Paulo & Belrose shared fraction, each with a seed-bootstrap '
-                       'interval, isotropic random baselines and the ratio to them.')
-    p.add_argument('dirs', nargs='+', metavar='DIR', help='SAE folders (husai, SAELens, sparsify, dictionary_learning); '
-                   'a folder of seed folders counts as its seeds')
-    p.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
-    p.add_argument('--threshold', type=float, default=0.7, help='cosine above which a matched latent is shared (default 0.7)')
-    p.add_argument('--n-boot', type=int, default=2000, help='bootstrap resamples of the seeds (default 2000)')
-    p.add_argument('--seed', type=int, default=0, help='seed of the bootstrap and the random baselines (default 0)')
-    p.add_argument('--device', default=None, help='where to compute (default: cpu)')
-    p.set_defaults(func=_stability_command)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from husai.core import HusaiError
 from husai.baselines import (expected_max_cos, expected_mmcs, random_saes, untrained_saes, n_components, effective_rank,
-                             participation_ratio, variance_components, with_baselines, baseline_values)
+                             participation_ratio, variance_components)
 from husai.stability import pairwise, decoder_rows, encoder_rows
 
 GUIDE_TABLE = [(16, 32, 0.500, 0.557), (128, 64, 0.206, 0.228), (128, 512, 0.266, 0.283), (128, 1024, 0.283, 0.299),
@@ -75,8 +75,9 @@ def test_untrained_saes_use_the_sae_init():
     cfg = SAEConfig(arch='topk', d_in=16, d_sae=32, k=3)
     u = untrained_saes(cfg, [0, 1])
     assert torch.equal(u.W_dec, init_saes(cfg, [0, 1]).W_dec)
-    v = baseline_values('hungarian_mcc', 16, 32, [0, 1, 2], kinds=('untrained', 'isotropic', 'isotropic_exact'), sae_cfg=cfg)
-    assert set(v) == {'untrained', 'isotropic'}                          # no exact value for hungarian_mcc
+    from husai.report import baseline_matrices
+    v = baseline_matrices(('untrained', 'isotropic', 'isotropic_exact'), ('hungarian_mcc',), 16, 32, [0, 1, 2], sae_cfg=cfg)
+    assert set(v['isotropic_exact']) == {'mmcs'} and set(v['untrained']) == {'hungarian_mcc'}   # no exact value for hungarian_mcc
 
 def test_dimension_summaries():
     g = torch.Generator().manual_seed(1)
@@ -93,8 +94,3 @@ def test_dimension_summaries():
     vc = variance_components(Y)                                          # variances 16, 4, 1, 1 of 22
     assert vc == {0.9: 2, 0.95: 3, 0.99: 4}
     with pytest.raises(HusaiError, match='NaN'): effective_rank(torch.tensor([[1.0, float('nan')], [0.0, 1.0]]))
-
-def test_with_baselines_names_each_ratio():
-    r = with_baselines(0.9, {'isotropic': 0.45, 'covariance': 0.6})
-    assert r['ratios'] == {'ratio_to_isotropic': pytest.approx(2.0), 'ratio_to_covariance': pytest.approx(1.5)}
-    assert r['value'] == 0.9 and r['baselines']['covariance'] == 0.6

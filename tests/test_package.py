@@ -138,7 +138,7 @@ def test_stability_command_on_trained_sae_folders(venv, tmp_path):
     help_ = _husai(venv, '--help').stdout
     missing = [m for m, ok in (('husai.io (helper B: saving/loading SAE folders)', (ROOT/'husai'/'io.py').exists()),
                                ('the `husai train-saes` command (husai.train_sae.add_cli)', 'train-saes' in help_),
-                               ('the `husai stability` command (husai.stability.add_cli)', 'stability' in help_)) if not ok]
+                               ('the `husai stability` command (husai.report.add_cli)', 'stability' in help_)) if not ok]
     if missing: pytest.skip('not built yet: ' + '; '.join(missing))
     assert _py(venv, ACTS, cwd=tmp_path).returncode == 0
     out = tmp_path/'saes'

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 from husai.core import HusaiError
-from husai.stats import seed_bootstrap, permutation_test, compare_to_random, stability_report, seeds_statement
-from husai.baselines import random_saes
+from husai.stats import seed_bootstrap, permutation_test, seeds_statement
 from husai.stability import Weights, pairwise
 
 def sym(S, seed=0, loc=0.9, scale=0.01):
@@ -65,26 +64,3 @@ def test_permutation_test_monte_carlo_and_null_uniformity():
     ps = [permutation_test(sym(8, seed=s), 4)['p_value'] for s in range(40)]
     assert 0.02 < np.mean(np.array(ps) < 0.25) < 0.5
     with pytest.raises(HusaiError, match='at least 2'): permutation_test(M, 1)
-
-def test_compare_to_random_detects_shared_dictionary():
-    base = torch.randn(48, 12, generator=torch.Generator().manual_seed(0))
-    near = [Weights(base + 0.2 * torch.randn(48, 12, generator=torch.Generator().manual_seed(s))) for s in range(1, 6)]
-    t = compare_to_random(near, random_saes('isotropic', 12, 48, range(5)))
-    assert t['p_value'] == pytest.approx(1 / 252) and t['statistic'] > 0.3
-
-def test_stability_report_structure_and_ratios():
-    base = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
-    saes = [Weights(base + 0.1 * torch.randn(32, 16, generator=torch.Generator().manual_seed(s)),
-                    (base + 0.1 * torch.randn(32, 16, generator=torch.Generator().manual_seed(s + 10))).T) for s in range(4)]
-    rep = stability_report(saes, baselines=('isotropic', 'isotropic_exact', 'covariance'),
-                           acts=torch.randn(500, 16, generator=torch.Generator().manual_seed(3)), n_boot=300)
-    assert rep['n_seeds'] == 4 and rep['d_in'] == 16 and rep['d_sae'] == 32 and len(rep['pairs']) == 6
-    assert rep['statement'] == seeds_statement(4)
-    for m in ('mmcs', 'hungarian_mcc', 'shared_fraction'):
-        r = rep['metrics'][m]
-        assert r['value'] == pytest.approx(pairwise(saes, m).values.mean())
-        for kind, b in r['baselines'].items():
-            assert r['ratios'][f'ratio_to_{kind}'] == pytest.approx(r['value'] / b if b else math.nan, nan_ok=True)
-        assert r['test']['against'] == 'isotropic' and r['test']['p_value'] == pytest.approx(1 / 70)
-    assert 'isotropic_exact' in rep['metrics']['mmcs']['baselines']
-    assert 'isotropic_exact' not in rep['metrics']['hungarian_mcc']['baselines']
