@@ -14,7 +14,7 @@ import torch
 # %% auto #0
 __all__ = ['SCALES', 'HusaiError', 'get_device', 'make_generator', 'to_plain', 'config_hash', 'cache_dir', 'cache_path',
            'atomic_write', 'save_json', 'load_json', 'folder_lock', 'save_tensors', 'load_tensors', 'field_docs',
-           'add_config_args', 'config_from_args', 'run_scale']
+           'add_config_args', 'config_from_args', 'run_scale', 'provenance']
 
 # %% ../nbs/00_core.ipynb #93484e93
 class HusaiError(ValueError):
@@ -174,7 +174,7 @@ def config_from_args(cls, args, prefix: str = '', **extra):
     return cls(**{**given, **extra})
 
 # %% ../nbs/00_core.ipynb #bc1f35c4
-SCALES = ('tiny', 'quick', 'full')
+SCALES = ('tiny', 'quick', 'seed', 'full')
 
 def run_scale(default: str = 'quick') -> str:
     "The scale to run at: `$HUSAI_SCALE`, else `tiny` under `nbdev_test`, else `default`."
@@ -187,3 +187,41 @@ def _one_thread_under_nbdev_test():
     if os.environ.get('IN_TEST') and not os.environ.get('OMP_NUM_THREADS'): torch.set_num_threads(1)
 
 _one_thread_under_nbdev_test()
+
+# %% ../nbs/00_core.ipynb #2c513e60
+def _pin_cpu_kernels():
+    "Ask torch for its AVX2 CPU kernels (x86 with AVX2, unless ATEN_CPU_CAPABILITY is set or HUSAI_CPU_KERNELS=native)."
+    if os.environ.get('ATEN_CPU_CAPABILITY') or os.environ.get('HUSAI_CPU_KERNELS', 'avx2') == 'native': return
+    try: flags = Path('/proc/cpuinfo').read_text().split()
+    except OSError: return
+    if 'avx2' in flags: os.environ['ATEN_CPU_CAPABILITY'] = 'avx2'
+
+_pin_cpu_kernels()
+
+# %% ../nbs/00_core.ipynb #31c56a5f
+def _git(*args, cwd=None) -> str | None:
+    import subprocess
+    try: r = subprocess.run(['git', *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError): return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+def _cpu() -> dict:
+    import platform
+    try: info = Path('/proc/cpuinfo').read_text()
+    except OSError: info = ''
+    model = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), platform.processor())
+    flags = set(next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), []))
+    return {'model': model, 'machine': platform.machine(), 'cores': os.cpu_count(),
+            'vector_flags': sorted(f for f in flags if f.startswith(('avx', 'fma', 'sse4')))}
+
+# %% ../nbs/00_core.ipynb #1648fb80
+def provenance(root=None) -> dict:
+    "Code, software, machine and threads of this process: what a results file records about where it came from."
+    import platform, scipy
+    root = Path(root or Path.cwd())
+    dirty = _git('status', '--porcelain', '--untracked-files=no', '--', 'husai', 'settings.ini', cwd=root)
+    blas = next((l.strip(' -') for l in torch.__config__.show().splitlines() if 'Math Kernel Library' in l or 'OpenBLAS' in l), None)
+    return {'git_commit': _git('rev-parse', 'HEAD', cwd=root), 'library_code_modified': bool(dirty) if dirty is not None else None,
+            'python': platform.python_version(), 'torch': torch.__version__, 'numpy': np.__version__, 'scipy': scipy.__version__,
+            'blas': blas, 'torch_cpu_kernels': torch.backends.cpu.get_cpu_capability(), 'torch_threads': torch.get_num_threads(),
+            'cpu': _cpu(), 'cuda': torch.version.cuda if torch.cuda.is_available() else None}

@@ -4,37 +4,48 @@
 
 # %% ../nbs/15_experiment.ipynb #52379f16
 from __future__ import annotations
-import datetime, math
+import datetime, math, os, time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 import torch
-from .core import HusaiError, run_scale, save_json, load_json, to_plain
+from .core import HusaiError, run_scale, save_json, load_json, to_plain, provenance, config_hash
 from .grokking import grok_config, train_grokking, load_run
 from .transformer import extract_activations
 from .sae import SAEConfig
 from .train_sae import TrainConfig, train_saes
 from .baselines import effective_rank, participation_ratio, variance_components
 from .report import stability_report
+from .verdict import judge_all
 
 # %% auto #0
-__all__ = ['GROK_AT_SCALE', 'SEEDS_AT_SCALE', 'BASELINES', 'scale_seeds', 'grokked_run', 'activations', 'geometry',
-           'stability_experiment', 'summary_row', 'results_dir', 'results_file', 'save_results', 'load_results',
-           'with_ci', 'md_table']
+__all__ = ['GROK_AT_SCALE', 'SEEDS_AT_SCALE', 'RUN_START', 'THREADS', 'BASELINES', 'scale_seeds', 'grokked_run', 'activations',
+           'geometry', 'trained_saes', 'stability_experiment', 'summary_row', 'results_dir', 'results_file',
+           'cache_state', 'run_provenance', 'save_results', 'load_results', 'with_ci', 'md_table']
 
 # %% ../nbs/15_experiment.ipynb #d37da06f
-GROK_AT_SCALE = {'tiny': ('quick', {'steps': 300}), 'quick': ('quick', {}), 'full': ('nanda', {})}
-SEEDS_AT_SCALE = {'tiny': 3, 'quick': 5, 'full': 10}
+GROK_AT_SCALE = {'tiny': ('quick', {'steps': 300}), 'quick': ('quick', {}), 'seed': ('nanda', {'stop_after_grok': 1000}),
+                 'full': ('nanda', {})}
+SEEDS_AT_SCALE = {'tiny': 3, 'quick': 5, 'seed': 5, 'full': 10}
 
 def scale_seeds(scale: str | None = None) -> list:
-    "The SAE seeds a finding uses at `scale` (default: `run_scale()`): 3 / 5 / 10 for tiny / quick / full."
+    "The SAE seeds a finding uses at `scale` (default: `run_scale()`): 3 / 5 / 5 / 10 for tiny / quick / seed / full."
     return list(range(SEEDS_AT_SCALE[scale or run_scale()]))
 
 # %% ../nbs/15_experiment.ipynb #6d180070
+RUN_START = time.time()     # when this process began; artifacts written after it were made by this run
+THREADS = int(os.environ.get('HUSAI_THREADS', '1'))
+torch.set_num_threads(THREADS)   # findings compute with a fixed thread count (1 unless HUSAI_THREADS says): same numbers everywhere
+_ARTIFACTS: dict = {}       # folder -> kind, for every cached artifact this process used
+
+def _used(kind: str, folder) -> Path:
+    if folder is not None: _ARTIFACTS[str(folder)] = kind
+    return folder
+
 def grokked_run(task: str = 'add', seed: int = 0, scale: str | None = None, device=None, progress: bool = False, **overrides) -> Path:
     "The run folder of a transformer trained on `task` with the preset of `scale` (trained once, then reused from the cache)."
     preset, scale_over = GROK_AT_SCALE[scale or run_scale()]
     cfg = grok_config(preset, task=task, seed=seed, **{**scale_over, **overrides})
-    return train_grokking(cfg, device=device, progress=progress)
+    return _used('transformer', train_grokking(cfg, device=device, progress=progress))
 
 def activations(run, site: str = 'resid_post.0', position: int = -1, step: int | None = None,
                 split: str = 'all', device=None):
@@ -50,31 +61,42 @@ def geometry(acts) -> dict:
             'participation_ratio': float(participation_ratio(acts)), **{f'pcs_{k}': v for k, v in variance_components(acts).items()}}
 
 # %% ../nbs/15_experiment.ipynb #6faa740f
-BASELINES = ('isotropic', 'covariance', 'untrained')
+BASELINES = ('isotropic_exact', 'isotropic', 'subspace', 'subspace@alive', 'untrained')
+
+def trained_saes(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = None, device=None, progress: bool = False):
+    "`train_saes(..., cache=True)`, recorded among the artifacts this run used (for the results file's provenance)."
+    res = train_saes(acts, sae_cfg, seeds, train_cfg, device=device, progress=progress, cache=True)
+    _used('sae', res.cache_path)
+    return res
 
 def stability_experiment(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = None,
-                         baselines=BASELINES, threshold: float = 0.7, n_boot: int = 1000, n_perm: int = 2000,
-                         test: bool = True, device=None, progress: bool = False, result=None) -> dict:
+                         baselines=BASELINES, threshold: float = 0.7, test: bool = False, n_perm: int = 2000,
+                         device=None, progress: bool = False, result=None) -> dict:
     "Train SAEs of `sae_cfg` on `acts` for each seed (or take a `train_saes` `result`) and report stability with baselines."
-    res = result or train_saes(acts, sae_cfg, seeds, train_cfg, device=device, progress=progress, cache=True)
+    res = result or trained_saes(acts, sae_cfg, seeds, train_cfg, device=device, progress=progress)
     rep = stability_report(res.saes, baselines=baselines, seeds=res.seeds, acts=acts, sae_cfg=res.sae_cfg,
-                           threshold=threshold, n_boot=n_boot, test=test, n_perm=n_perm, device=device)
+                           threshold=threshold, test=test, n_perm=n_perm, device=device)
     per_seed = list(res.metrics.values())
     rep['training'] = {k: sum(m[k] for m in per_seed) / len(per_seed)
-                       for k in ('fvu_eval', 'fvu_train', 'l0', 'dead_frac') if k in per_seed[0]}
+                       for k in ('fvu_eval', 'fvu_train', 'l0', 'dead_frac') if per_seed[0].get(k) is not None}
     rep['config'] = {'sae': to_plain(res.sae_cfg), 'train': to_plain(res.train_cfg), 'seeds': list(res.seeds)}
     return rep
 
 # %% ../nbs/15_experiment.ipynb #11c4d052
+def _flatten(row: dict, r: dict, m: str, prefix: str = ''):
+    row.update({f'{prefix}{m}': r['mean'], f'{prefix}{m}_lo': r['ci_low'], f'{prefix}{m}_hi': r['ci_high']})
+    for b, v in r['baselines'].items(): row[f'{prefix}{m}_{b}'] = v
+    for k, v in r['ratios'].items(): row[f'{prefix}{m}_{k}'] = v
+    for k, (lo, hi) in r.get('ratio_intervals', {}).items(): row[f'{prefix}{m}_{k}_lo'], row[f'{prefix}{m}_{k}_hi'] = lo, hi
+    if 'test' in r: row[f'{prefix}{m}_p'] = r['test'].get('p_value')
+
 def summary_row(rep: dict, metrics=('mmcs', 'hungarian_mcc', 'shared_fraction'), **labels) -> dict:
-    "One flat table row from a `stability_experiment` report, prefixed by `labels`."
+    "One flat table row from a `stability_experiment` report (alive-latent metrics prefixed `alive_`), prefixed by `labels`."
     row = dict(labels)
     for m in metrics:
-        r = rep['metrics'][m]
-        row.update({m: r['mean'], f'{m}_lo': r['ci_low'], f'{m}_hi': r['ci_high']})
-        for b, v in r['baselines'].items(): row[f'{m}_{b}'] = v
-        for k, v in r['ratios'].items(): row[f'{m}_{k}'] = v
-        if 'test' in r: row[f'{m}_p'] = r['test'].get('p_value')
+        _flatten(row, rep['metrics'][m], m)
+        if 'alive' in rep: _flatten(row, rep['alive']['metrics'][m], m, 'alive_')
+    if 'alive' in rep: row['n_alive'] = sum(rep['alive']['n_alive']) / len(rep['alive']['n_alive'])
     row.update({k: v for k, v in rep.get('training', {}).items()})
     row['n_seeds'] = rep['n_seeds']
     return row
@@ -88,15 +110,30 @@ def results_dir(start=None) -> Path:
     raise HusaiError(f"{here} is not inside the husai repository (no settings.ini above it)")
 
 def results_file(name: str, scale: str | None = None) -> Path:
-    "`results/<name>.json`; at scale `tiny` (CI) `results/<name>_tiny.json`, which git ignores, so tests never overwrite committed results."
+    "`results/<name>.json` at the quick scale, `results/<name>_<scale>.json` at the others (git ignores `_tiny`: tests never overwrite committed results)."
     scale = scale or run_scale()
-    return results_dir()/f"{name}{'_tiny' if scale == 'tiny' else ''}.json"
+    return results_dir()/f"{name}{'' if scale == 'quick' else '_' + scale}.json"
+
+def cache_state() -> list:
+    "The cached artifacts this process used: kind, folder name, and whether it was reused (made before this run began)."
+    out = []
+    for folder, kind in sorted(_ARTIFACTS.items()):
+        marks = [f for f in (Path(folder)/'result.json', Path(folder)/'metrics.json') if f.exists()]
+        made = max((f.stat().st_mtime for f in marks), default=math.inf)
+        out.append({'kind': kind, 'key': Path(folder).name, 'reused': made < RUN_START})
+    return out
+
+def run_provenance() -> dict:
+    "`husai.core.provenance()` plus this run's wall time so far and the cache state (what was reused, what was made)."
+    cs = cache_state()
+    return {**provenance(results_dir().parent), 'wall_seconds': time.time() - RUN_START, 'artifacts': cs,
+            'artifacts_reused': sum(a['reused'] for a in cs), 'artifacts_made': sum(not a['reused'] for a in cs)}
 
 def save_results(name: str, title: str, headline: str, scale: str | None = None, claims=(), **numbers) -> Path:
-    "Write the results file of finding `name`: title, headline, scale, today's date, claims and numbers."
+    "Write the results file of finding `name`: title, headline, scale, today's date, provenance, the judged claims (`husai.verdict.judge` records, Holm-corrected together here) and numbers."
     scale = scale or run_scale()
-    payload = {'title': title, 'headline': headline, 'scale': scale,
-               'date': datetime.date.today().isoformat(), 'claims': list(claims), **numbers}
+    payload = {'title': title, 'headline': headline, 'scale': scale, 'date': datetime.date.today().isoformat(),
+               'claims': judge_all([{**c, 'scale': c.get('scale') or scale} for c in claims]), 'provenance': run_provenance(), **numbers}
     return save_json(payload, results_file(name, scale))
 
 def load_results(name: str, scale: str | None = None) -> dict:

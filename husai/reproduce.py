@@ -5,67 +5,108 @@
 # %% ../nbs/16_reproduce.ipynb #6869c84a
 from __future__ import annotations
 import json, os, sys, time, argparse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from .core import HusaiError, SCALES, load_json, atomic_write
+from .verdict import VERDICTS, RULE, claims_table
 
 # %% auto #0
-__all__ = ['VERDICTS', 'read_results', 'findings_markdown', 'claims_markdown', 'find_notebooks', 'run_notebook', 'reproduce',
-           'add_cli']
+__all__ = ['read_results', 'findings_markdown', 'claims_markdown', 'verdicts_statement', 'find_notebooks', 'kernel_env',
+           'run_notebook', 'reproduce', 'add_cli']
 
 # %% ../nbs/16_reproduce.ipynb #a4ead1b8
-VERDICTS = ('reproduced', 'not reproduced', 'reversed', 'inconclusive')
+def _check_results(f: Path, r) -> dict:
+    if not isinstance(r, dict): raise HusaiError(f"{f}: a results file must hold a JSON object, got {type(r).__name__}")
+    missing = [k for k in ('title', 'headline', 'scale') if k not in r]
+    if missing: raise HusaiError(f"{f}: results file lacks {missing}; a finding must write title, headline and scale")
+    claims = r.get('claims', [])
+    if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
+        raise HusaiError(f"{f}: 'claims' must be a list of claim records (objects), got {type(claims).__name__}")
+    for c in claims:
+        if c.get('verdict') not in VERDICTS:
+            raise HusaiError(f"{f}: claim {c.get('claim')!r} has verdict {c.get('verdict')!r}, not one of {VERDICTS}")
+    return r
 
 def read_results(results_dir) -> dict:
-    "The results files in `results_dir` as `{stem: dict}`, sorted by name; a malformed one is a `HusaiError`."
-    out = {}
-    for f in sorted(Path(results_dir).glob('*.json')):
-        if f.stem.endswith('_tiny'): continue        # what CI's tiny runs write; never reported
-        r = load_json(f)
-        missing = [k for k in ('title', 'headline', 'scale') if k not in r]
-        if missing: raise HusaiError(f"{f}: results file lacks {missing}; a finding must write title, headline and scale")
-        for c in r.get('claims', []):
-            if c.get('verdict') not in VERDICTS:
-                raise HusaiError(f"{f}: claim {c.get('claim')!r} has verdict {c.get('verdict')!r}, not one of {VERDICTS}")
-        out[f.stem] = r
-    return out
+    "The results files in `results_dir` as `{stem: dict}`, sorted by name (tiny-scale files left out); a malformed one is a `HusaiError`."
+    return {f.stem: _check_results(f, load_json(f)) for f in sorted(Path(results_dir).glob('*.json')) if not f.stem.endswith('_tiny')}
 
 # %% ../nbs/16_reproduce.ipynb #f3b87247
-def _md_cell(s): return '–' if s is None else str(s).replace('|', '\\|').replace('\n', ' ')
+def _md_cell(s): return '–' if s is None or s == '' else str(s).replace('|', '\\|').replace('\n', ' ')
 
 def findings_markdown(results: dict) -> str:
-    "Markdown table of each finding's headline, scale and date."
+    "Markdown table of each finding's headline, scale, date and commit."
     if not results: return '*No results yet: run `husai reproduce`.*'
-    rows = ['| finding | result | scale | date |', '|---|---|---|---|']
-    rows += [f"| {_md_cell(r['title'])} | {_md_cell(r['headline'])} | {r['scale']} | {r.get('date', '')} |"
-             for r in results.values()]
+    rows = ['| finding | result | scale | date | commit |', '|---|---|---|---|---|']
+    rows += [f"| {_md_cell(r['title'])} | {_md_cell(r['headline'])} | {r['scale']} | {r.get('date', '')} | "
+             f"{_md_cell((r.get('provenance') or {}).get('git_commit', '')[:8] or None)} |" for r in results.values()]
     return '\n'.join(rows)
 
-def claims_markdown(results: dict) -> str:
-    "Markdown table of the seed's claims re-tested by the findings: the seed's number, ours, the verdict."
-    rows = [(r['title'], c) for r in results.values() for c in r.get('claims', [])]
+# %% ../nbs/16_reproduce.ipynb #117bffab
+def _claims_by_scale(results: dict) -> dict:
+    "`{(finding title, claim id or text): {scale: record}}`."
+    out = {}
+    for r in results.values():
+        for c in r.get('claims', []):
+            out.setdefault((r['title'], c.get('id') or c['claim']), {})[c.get('scale') or r['scale']] = c
+    return out
+
+def claims_markdown(results: dict, primary: str = 'seed', other: str = 'quick') -> str:
+    "Markdown table of the claims: the verdict at the `primary` scale (else `other`) with its numbers, the other scale's verdict, agreement."
+    rows = _claims_by_scale(results)
     if not rows: return '*No claims re-tested yet.*'
-    out = ["| finding | the seed's claim | the seed's number | our measurement | verdict |", '|---|---|---|---|---|']
-    out += [f"| {_md_cell(t)} | {_md_cell(c['claim'])} | {_md_cell(c.get('seed', ''))} | {_md_cell(c.get('ours', ''))} | **{c['verdict']}** |"
-            for t, c in rows]
+    out = ["| finding | claim (theirs) | quantity | theirs | ours [95% CI] | margin | p (Holm) | verdict | other scale | agree |",
+           '|---|---|---|---|---|---|---|---|---|---|']
+    for (title, _), by in rows.items():
+        main = by.get(primary) or by.get(other) or next(iter(by.values()))
+        alt = next((c for s, c in by.items() if c is not main), None)
+        theirs = main['seed'] + (f" ({', '.join(f'{k} {v}' for k, v in main['seed_conditions'].items())})" if main.get('seed_conditions') else '')
+        p = '–' if main.get('p_holm') is None else f"{main['p_holm']:.2g}"
+        why = f" ({'; '.join(main['reasons'])})" if main.get('reasons') else ''
+        alt_s = '–' if alt is None else f"{alt['verdict']} ({alt['scale']})"
+        agree = '–' if alt is None else ('yes' if alt['verdict'] == main['verdict'] else '**no**')
+        out.append('| ' + ' | '.join(map(_md_cell, (title, main['claim'], main['quantity'], theirs, main['ours'], main['margin'], p,
+                                                      f"**{main['verdict']}** ({main['scale']}){why}", alt_s, agree))) + ' |')
     return '\n'.join(out)
+
+def verdicts_statement(results: dict) -> str:
+    "How many verdicts the tables rest on, per scale, and the rule that made them."
+    by = {}
+    for r in results.values():
+        for c in r.get('claims', []): by.setdefault(c.get('scale') or r['scale'], []).append(c['verdict'])
+    parts = [f"{len(v)} verdicts at the {s} scale ({', '.join(f'{v.count(x)} {x}' for x in VERDICTS if v.count(x))})" for s, v in sorted(by.items())]
+    return (('; '.join(parts) + '. ') if parts else '') + RULE
 
 # %% ../nbs/16_reproduce.ipynb #d399d5e8
 def find_notebooks(findings_dir, only=None) -> list:
-    "Finding notebooks in `findings_dir`, by file name; `only` keeps those whose name contains it."
+    "Finding notebooks in `findings_dir`, by file name; `only` keeps those whose name contains it (an empty `only` is an error)."
+    if only is not None and not str(only).strip():
+        raise HusaiError("--only needs a non-empty part of a finding's name (e.g. --only matched); leave it out to run every finding")
     nbs = sorted(p for p in Path(findings_dir).glob('*.ipynb') if not p.name.startswith(('.', '_')))
     if only: nbs = [p for p in nbs if only in p.stem]
     if not nbs: raise HusaiError(f"no finding notebooks{' matching ' + repr(only) if only else ''} in {findings_dir}")
     return nbs
 
 # %% ../nbs/16_reproduce.ipynb #330f7029
-def run_notebook(path, scale='quick', out=None, timeout=None, progress=True):
+def _failed_cell(nb, path, e) -> HusaiError:
+    idx = next((i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.get('outputs', []))), None)
+    head = '\n'.join(nb.cells[idx].source.splitlines()[:3]) if idx is not None else '?'
+    return HusaiError(f"{path.name}: cell {idx} failed:\n{head}\n--- error ---\n{str(e).strip().splitlines()[-1]}")
+
+def kernel_env(scale: str, threads: int = 1, extra: dict | None = None) -> dict:
+    "The environment of a finding's kernel: this process's, with the scale and thread count set and nbdev_test's marker removed."
+    if scale not in SCALES: raise HusaiError(f"scale {scale!r} is not one of {SCALES}")
+    if not isinstance(threads, int) or threads < 1: raise HusaiError(f"threads must be an int >= 1, got {threads!r}")
+    env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
+    return {**env, 'HUSAI_SCALE': scale, 'HUSAI_THREADS': str(threads), **(extra or {})}
+
+# %% ../nbs/16_reproduce.ipynb #391897c2
+def run_notebook(path, scale='quick', out=None, timeout=None, progress=True, threads: int = 1, env: dict | None = None):
     "Execute notebook `path` at `scale` in a fresh kernel; write the executed copy to `out` (default: in place). Returns seconds."
     try: import nbformat; from nbclient import NotebookClient; from nbclient.exceptions import CellExecutionError
     except ImportError as e: raise HusaiError(f"running notebooks needs nbclient and nbformat: pip install 'husai[dev]' ({e})")
-    if scale not in SCALES: raise HusaiError(f"scale {scale!r} is not one of {SCALES}")
+    kenv = kernel_env(scale, threads, env)
     path = Path(path); nb = nbformat.read(path, as_version=4)
-    env_before = {k: os.environ.get(k) for k in ('HUSAI_SCALE', 'IN_TEST')}
-    os.environ['HUSAI_SCALE'] = scale; os.environ.pop('IN_TEST', None)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -73,16 +114,10 @@ def run_notebook(path, scale='quick', out=None, timeout=None, progress=True):
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
                             on_cell_executed=(lambda **kw: bar.update(1)) if bar else None)
     t0 = time.time()
-    try: client.execute()
-    except CellExecutionError as e:
-        idx = next((i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.get('outputs', []))), None)
-        head = '\n'.join(nb.cells[idx].source.splitlines()[:3]) if idx is not None else '?'
-        raise HusaiError(f"{path.name}: cell {idx} failed:\n{head}\n--- error ---\n{str(e).strip().splitlines()[-1]}") from e
+    try: client.execute(env=kenv)
+    except CellExecutionError as e: raise _failed_cell(nb, path, e) from e
     finally:
         if bar: bar.close()
-        for k, v in env_before.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
     secs = time.time() - t0
     out = Path(out) if out else path
     atomic_write(out, lambda f: nbformat.write(nb, f), mode='w')
@@ -96,29 +131,35 @@ def _clean(path):
     if Path(exe).exists(): subprocess.run([str(exe), '--fname', str(path)], check=False, capture_output=True)
 
 # %% ../nbs/16_reproduce.ipynb #addea8cd
-def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None, progress=True) -> dict:
-    "Run every finding notebook under `root/nbs/findings` at `scale`; returns `{notebook: seconds}`."
-    root = Path(root).resolve()
-    nbs_dir = root/'nbs'
+def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None, progress=True, jobs: int = 1,
+              threads: int = 1, env: dict | None = None) -> dict:
+    "Run every finding notebook under `root/nbs/findings` at `scale`, `jobs` at a time; returns `{notebook: seconds}`."
+    root = Path(root).resolve(); nbs_dir = root/'nbs'
     if not (nbs_dir/'findings').is_dir(): raise HusaiError(f"{root} has no nbs/findings folder: run husai reproduce from a clone of the husai repository")
-    times = {}
-    for nb in find_notebooks(nbs_dir/'findings', only):
+    if not isinstance(jobs, int) or jobs < 1: raise HusaiError(f"--jobs must be an int >= 1, got {jobs!r}")
+    kernel_env(scale, threads)                                    # check the settings before any notebook starts
+    nbs = find_notebooks(nbs_dir/'findings', only)
+    def one(nb):
         dest = nb if write_back else Path(out_dir or root/'runs'/'executed'/scale)/nb.name
-        times[nb.stem] = run_notebook(nb, scale, out=dest, progress=progress)
-        print(f"{nb.name}: {times[nb.stem]:.0f} s", file=sys.stderr)
+        try: secs = run_notebook(nb, scale, out=dest, progress=progress and jobs == 1, threads=threads, env=env)
+        except HusaiError as e: return nb.stem, e
+        print(f"{nb.name}: {secs:.0f} s", file=sys.stderr); return nb.stem, secs
+    with ThreadPoolExecutor(jobs) as ex: done = dict(ex.map(one, nbs))
+    failed = {k: v for k, v in done.items() if isinstance(v, Exception)}
+    if failed: raise HusaiError(f"{len(failed)} of {len(nbs)} notebooks failed:\n" + '\n'.join(str(e) for e in failed.values()))
     if write_back and (nbs_dir/'index.ipynb').exists():
-        run_notebook(nbs_dir/'index.ipynb', scale, progress=False)
+        run_notebook(nbs_dir/'index.ipynb', scale, progress=False, threads=threads, env=env)
         tool = root/'tools'/'make_readme.py'
         if tool.exists():
             import subprocess; subprocess.run([sys.executable, str(tool)], check=True, cwd=root)
-    return times
+    return done
 
 # %% ../nbs/16_reproduce.ipynb #9d21befd
 def _reproduce_cmd(args) -> int:
     t0 = time.time()
-    times = reproduce(args.root, args.scale, args.only, write_back=not args.no_write_back)
+    times = reproduce(args.root, args.scale, args.only, write_back=not args.no_write_back, jobs=args.jobs, threads=args.threads)
     res = read_results(Path(args.root)/'results')
-    print(findings_markdown(res)); print(); print(claims_markdown(res))
+    print(findings_markdown(res)); print(); print(claims_markdown(res)); print(); print(verdicts_statement(res))
     print(f"\n{len(times)} notebooks at scale {args.scale} in {time.time() - t0:.0f} s: "
           + ', '.join(f'{k} {v:.0f} s' for k, v in times.items()))
     return 0
@@ -126,10 +167,13 @@ def _reproduce_cmd(args) -> int:
 def add_cli(sub):
     "Register `husai reproduce`."
     p = sub.add_parser('reproduce', help='rerun every finding notebook and tabulate the verdicts',
-                       description='Execute the finding notebooks in nbs/findings in order at a scale, '
-                                   'regenerate results/*.json, the README tables and a summary of verdicts.')
-    p.add_argument('--scale', choices=SCALES, default='quick', help='tiny (seconds), quick (default, minutes), full (paper scale)')
+                       description='Execute the finding notebooks in nbs/findings at a scale, regenerate results/*.json, '
+                                   'the README tables and a summary of verdicts.')
+    p.add_argument('--scale', choices=SCALES, default='quick',
+                   help='tiny (seconds), quick (default, minutes), seed (the original HUSAI\'s setting, hours), full (paper scale, GPU)')
     p.add_argument('--only', metavar='NAME', help='run only the finding notebooks whose name contains NAME')
+    p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1), help='notebooks run at once (default: 2, or 1 on one core)')
+    p.add_argument('--threads', type=int, default=1, help='torch threads per notebook kernel (default 1; part of what makes numbers identical)')
     p.add_argument('--no-write-back', action='store_true', help='write executed copies to runs/executed/ instead of replacing the notebooks')
     p.add_argument('--root', default='.', help='root of the husai clone (default: the current folder)')
     p.set_defaults(func=_reproduce_cmd)
