@@ -206,7 +206,8 @@ class SAEs(nn.Module):
         if cfg.get('normalize_activations') not in (None, 'none'):
             raise HusaiError(f"normalize_activations={cfg['normalize_activations']!r} is not supported; husai runs SAEs on raw activations ('none')")
         if not tensors: raise HusaiError("from_saelens needs at least one SAE's tensors")
-        arch = next(k for k, v in ARCHITECTURES.items() if v is cls)
+        arch = next((k for k, v in ARCHITECTURES.items() if v is cls), None)
+        if arch is None: raise HusaiError(f"{cls.__name__} is not in ARCHITECTURES; read the file with the class of its architecture")
         names = set(SAEConfig.__dataclass_fields__)
         sc = {k: v for k, v in (cfg.get('sae_cfg') or {}).items() if k in names}
         for k, v in cls.saelens_defaults.items(): sc.setdefault(k, v)
@@ -640,6 +641,10 @@ class EnsembleSAEs(SAEs):
     def single(self, i):
         return {k: getattr(self, k)[i].detach().clone() for k in ('W_enc', 'W_dec', 'b_enc', 'b_dec')}
 
+    @classmethod
+    def from_saelens(cls, cfg, tensors, device=None):
+        raise HusaiError("an ensemble saved as one SAELens SAE reads back as that SAE: use ARCHITECTURES[...] of its member architecture")
+
     def to_saelens(self, i):
         "Ensemble `i` as one SAELens SAE: bagging ensembles of members with a per-latent rule ('standard', 'jumprelu'); alpha goes into the encoder."
         parts = [m.to_saelens(i) for m in self.members]
@@ -665,6 +670,7 @@ def fit_ensemble(acts: torch.Tensor, ensemble_seeds, n_members: int, train_membe
     "Train the members of each ensemble seed with `train_member(acts, seeds) -> SAEs` and build the ensembles."
     E = [int(e) for e in ensemble_seeds]
     if n_members < 1: raise HusaiError(f"n_members must be >= 1, got {n_members}")
+    if kind not in ('bagging', 'boosting'): raise HusaiError(f"kind={kind!r}; choose 'bagging' or 'boosting'")
     if kind == 'bagging' and not bootstrap:   # one batched run of every member
         return EnsembleSAEs.from_members(train_member(acts, member_seeds(E, n_members)), n_members, kind)
     slots = [[] for _ in range(n_members)]
