@@ -462,8 +462,10 @@ ARCHITECTURES['matryoshka'] = MatryoshkaSAEs
 # %% ../nbs/04_sae.ipynb #a53a2c5e
 KMEANS_POINTS, KMEANS_ITERS = 100_000, 50
 
-def _sq_dists(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    return torch.cat([torch.cdist(x[i:i + chunk], c).pow(2) for i in range(0, len(x), chunk)])
+def _nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    "Index of the nearest row of `c` for each row of `x` (squared distances as |x|^2 - 2 x.c + |c|^2, in chunks)."
+    csq = c.pow(2).sum(1)
+    return torch.cat([(csq - 2 * x[i:i + chunk] @ c.T).argmin(1) for i in range(0, len(x), chunk)])   # |x|^2 is the same for every c
 
 @torch.no_grad()
 def kmeans(x: torch.Tensor, n: int, gen: torch.Generator, iters: int = KMEANS_ITERS) -> torch.Tensor:
@@ -471,15 +473,17 @@ def kmeans(x: torch.Tensor, n: int, gen: torch.Generator, iters: int = KMEANS_IT
     x = x.detach().to('cpu', torch.float32)
     if len(x) < n: raise HusaiError(f"k-means of {len(x)} rows cannot give {n} centroids; use fewer candidates or more data")
     if len(x) > KMEANS_POINTS: x = x[torch.randperm(len(x), generator=gen)[:KMEANS_POINTS]]
-    c = x[torch.randint(len(x), (1,), generator=gen)]
-    d2 = _sq_dists(x, c)[:, 0]
-    for _ in range(1, n):
-        p = d2 if float(d2.sum()) > 0 else torch.ones_like(d2)
-        c = torch.cat([c, x[torch.multinomial(p, 1, generator=gen)]])
-        d2 = torch.minimum(d2, _sq_dists(x, c[-1:])[:, 0])
-    assign = None
+    xsq = x.pow(2).sum(1)
+    d2_to = lambda c: (xsq - 2 * (x @ c) + c.dot(c)).clamp_min(0)
+    c = [x[int(torch.randint(len(x), (1,), generator=gen))]]
+    d2 = d2_to(c[0]).double()
+    for _ in range(1, n):   # k-means++: the next centre drawn with probability proportional to d^2
+        cum = (d2 if float(d2.sum()) > 0 else torch.ones_like(d2)).cumsum(0)
+        j = min(int(torch.searchsorted(cum, torch.rand(1, generator=gen, dtype=cum.dtype) * cum[-1])), len(x) - 1)
+        c.append(x[j]); d2 = torch.minimum(d2, d2_to(x[j]).double())
+    c, assign = torch.stack(c), None
     for _ in range(iters):
-        new = _sq_dists(x, c).argmin(1)
+        new = _nearest(x, c)
         if assign is not None and torch.equal(new, assign): break
         assign = new
         sums = torch.zeros_like(c).index_add_(0, assign, x)

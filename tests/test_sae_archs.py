@@ -193,8 +193,9 @@ def test_archetypal_atoms_stay_within_delta_of_the_candidates_hull():
     d = np.array([_dist_to_hull(D[i], C) for i in range(len(D))])
     assert d.max() <= delta + 1e-4, d.max()
     assert d.max() > delta / 2          # the relaxation is used, so the bound is what holds the atoms
-    assert float(sae.A.min()) >= 0 and torch.allclose(sae.A[0].sum(1), torch.ones(32), atol=1e-5)
-    assert not torch.allclose(sae.A[0], torch.eye(32))   # the atoms moved from their starting candidates
+    A = sae.A.detach()
+    assert float(A.min()) >= 0 and torch.allclose(A[0].sum(1), torch.ones(32), atol=1e-5)
+    assert not torch.allclose(A[0], torch.eye(32))   # the atoms moved from their starting candidates
 
 
 def test_archetypal_candidates_are_the_kmeans_centroids():
