@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from .core import HusaiError, get_device, make_generator
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'SAEConfig', 'check_sae_config', 'Codes', 'sparse_decode', 'SAEs', 'topk_values', 'TopKSAEs',
-           'BatchTopKSAEs', 'ReLUSAEs', 'geometric_median', 'init_saes']
+__all__ = ['ARCHITECTURES', 'KMEANS_POINTS', 'KMEANS_ITERS', 'SAEConfig', 'check_sae_config', 'Codes', 'sparse_decode', 'SAEs',
+           'topk_values', 'TopKSAEs', 'BatchTopKSAEs', 'ReLUSAEs', 'geometric_median', 'init_saes', 'JumpReLUSAEs',
+           'code_widths', 'trimmed_decode', 'MatryoshkaSAEs', 'kmeans', 'candidate_points', 'ArchetypalSAEs',
+           'select_seeds', 'cat_seeds', 'member_seeds', 'EnsembleSAEs', 'bootstrap_rows', 'fit_ensemble']
 
 # %% ../nbs/04_sae.ipynb #590af53e
 @dataclass
@@ -23,7 +25,7 @@ class SAEConfig:
     arch: str = 'topk'            # a key of `ARCHITECTURES`
     d_in: int | None = None       # width of the activations (None: taken from the data)
     d_sae: int = 1024             # number of latents
-    k: int | None = None          # active latents per sample (topk, batchtopk)
+    k: int | None = None          # active latents per sample (topk, batchtopk, matryoshka, archetypal); jumprelu: its target L0
     l1_coef: float | None = None  # L1 coefficient (relu)
     init_enc_from_dec: bool = True        # W_enc starts as W_dec.T (else an independent random draw)
     b_dec_init: str = 'geometric_median'  # 'geometric_median', 'mean' or 'zeros'
@@ -33,10 +35,23 @@ class SAEConfig:
     aux_coef: float = 1/32        # AuxK coefficient (Gao et al.)
     dead_after: int = 100_000     # a latent is dead once it has not fired for this many training samples
     threshold_beta: float = 0.99  # batchtopk: running-mean factor of the inference threshold
+    init: str = 'per_seed'        # 'per_seed': seed s draws its initial weights itself; 'shared': every seed starts from the draw of init_seed (seeds then differ only if TrainConfig.data_order='per_seed')
+    init_seed: int = 0            # the seed of the one draw under init='shared', and of shared archetypal candidates
+    l0_coef: float | None = None  # jumprelu: coefficient of the sparsity penalty (None: 1.0 for 'target'; needed for 'l0' and 'tanh')
+    jumprelu_sparsity: str = 'target'     # jumprelu: 'l0' (lambda L0, Rajamanoharan et al.), 'tanh' (lambda sum tanh(c z), Anthropic) or 'target' (lambda (L0/k - 1)^2, dictionary_learning)
+    jumprelu_bandwidth: float = 0.05      # jumprelu: width of the rectangle kernel of the pseudo-derivatives (SAELens default)
+    jumprelu_init_threshold: float = 0.01 # jumprelu: initial threshold of every latent (SAELens default)
+    jumprelu_tanh_scale: float = 4.0      # jumprelu: c of the 'tanh' penalty (SAELens default)
+    group_sizes: tuple | None = None      # matryoshka: latents per nested group, in order, summing to d_sae (None: prefixes of d_sae/16, /8, /4, /2 and d_sae)
+    archetypal_candidates: str = 'kmeans' # archetypal: the candidate points C, 'kmeans' (centroids of the training data) or 'points' (training rows drawn at random)
+    archetypal_n_candidates: int | None = None  # archetypal: number of candidate points, >= d_sae (None: d_sae)
+    archetypal_delta: float = 1.0         # archetypal: relaxation radius, ||Lambda_i|| <= delta, in the units of the data (overcomplete's default)
+    archetypal_init: str = 'per_seed'     # archetypal: 'shared' (candidates drawn with init_seed, atom i starts at candidate i), 'per_seed' (each seed its own candidates) or 'off' (shared candidates, atoms start at random points of their hull)
+    archetypal_scale: bool = True         # archetypal: learn a positive scale exp(s) of the whole dictionary (overcomplete's multiplier)
 
 # %% ../nbs/04_sae.ipynb #4962e882
 def check_sae_config(cfg: SAEConfig, d_in: int | None = None) -> SAEConfig:
-    "A validated copy of `cfg` with `d_in` (from the data if not set) and `aux_k` filled in."
+    "A validated copy of `cfg` with `d_in` (from the data if not set) and the architecture's defaults (`aux_k`, ...) filled in."
     if cfg.arch not in ARCHITECTURES:
         raise HusaiError(f"unknown SAE architecture {cfg.arch!r}; choose one of {sorted(ARCHITECTURES)}")
     if d_in is not None and cfg.d_in is not None and cfg.d_in != d_in:
@@ -48,18 +63,9 @@ def check_sae_config(cfg: SAEConfig, d_in: int | None = None) -> SAEConfig:
     if cfg.b_dec_init not in ('geometric_median', 'mean', 'zeros'):
         raise HusaiError(f"b_dec_init={cfg.b_dec_init!r}; choose 'geometric_median', 'mean' or 'zeros'")
     if cfg.dead_after < 1: raise HusaiError(f"dead_after must be >= 1 sample, got {cfg.dead_after}")
-    aux_k = cfg.aux_k
-    if ARCHITECTURES[cfg.arch].sparse:
-        if cfg.k is None or not isinstance(cfg.k, int) or not 1 <= cfg.k < cfg.d_sae:
-            raise HusaiError(f"{cfg.arch} needs an int k with 1 <= k < d_sae={cfg.d_sae}, got k={cfg.k!r}")
-        if aux_k is None: aux_k = max(1, d // 2)
-        aux_k = min(int(aux_k), cfg.d_sae)
-        if aux_k < 0: raise HusaiError(f"aux_k must be >= 0, got {cfg.aux_k}")
-    else:
-        if cfg.l1_coef is None or cfg.l1_coef < 0:
-            raise HusaiError(f"{cfg.arch} needs l1_coef >= 0 (e.g. 1e-2 as in Song et al.), got {cfg.l1_coef!r}")
-        aux_k = 0
-    return replace(cfg, d_in=int(d), aux_k=aux_k)
+    if cfg.init not in ('per_seed', 'shared'): raise HusaiError(f"init={cfg.init!r}; choose 'per_seed' or 'shared'")
+    if not isinstance(cfg.init_seed, int) or cfg.init_seed < 0: raise HusaiError(f"init_seed must be an int >= 0, got {cfg.init_seed!r}")
+    return ARCHITECTURES[cfg.arch].check_config(replace(cfg, d_in=int(d)))
 
 # %% ../nbs/04_sae.ipynb #67e982a5
 class Codes(NamedTuple):
@@ -82,6 +88,7 @@ def sparse_decode(W_dec: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor) ->
 class SAEs(nn.Module):
     "S independent SAEs of one architecture with stacked parameters (leading axis S)."
     sparse = True   # codes are kept sparse (Codes.idx is set)
+    saelens_defaults = {'l1_coef': 0.0}   # training-only fields `from_saelens` fills in when a file does not say
 
     def __init__(self, cfg: SAEConfig, n_seeds: int, device=None):
         super().__init__()
@@ -89,9 +96,39 @@ class SAEs(nn.Module):
         self.cfg, self.n_seeds, dev = cfg, n_seeds, get_device(device)
         S, d, m = n_seeds, cfg.d_in, cfg.d_sae
         self.W_enc = nn.Parameter(torch.zeros(S, d, m, device=dev))
-        self.W_dec = nn.Parameter(torch.zeros(S, m, d, device=dev))
+        if not isinstance(getattr(type(self), 'W_dec', None), property):   # a subclass may compute its decoder (archetypal)
+            self.W_dec = nn.Parameter(torch.zeros(S, m, d, device=dev))
         self.b_enc = nn.Parameter(torch.zeros(S, m, device=dev))
         self.b_dec = nn.Parameter(torch.zeros(S, d, device=dev))
+
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> SAEConfig:
+        "Check and fill in the fields of `cfg` this architecture reads (here: `k` and `aux_k` for sparse codes, `l1_coef` for dense ones)."
+        aux_k = cfg.aux_k
+        if cls.sparse:
+            if cfg.k is None or not isinstance(cfg.k, int) or not 1 <= cfg.k < cfg.d_sae:
+                raise HusaiError(f"{cfg.arch} needs an int k with 1 <= k < d_sae={cfg.d_sae}, got k={cfg.k!r}")
+            if aux_k is None: aux_k = max(1, cfg.d_in // 2)
+            aux_k = min(int(aux_k), cfg.d_sae)
+            if aux_k < 0: raise HusaiError(f"aux_k must be >= 0, got {cfg.aux_k}")
+        else:
+            if cfg.l1_coef is None or cfg.l1_coef < 0:
+                raise HusaiError(f"{cfg.arch} needs l1_coef >= 0 (e.g. 1e-2 as in Song et al.), got {cfg.l1_coef!r}")
+            aux_k = 0
+        return replace(cfg, aux_k=aux_k)
+
+    @torch.no_grad()
+    def init_weights_(self, gens: list, acts: torch.Tensor | None = None):
+        "Seed i's initial weights drawn from `gens[i]`: unit-norm Gaussian decoder rows, the encoder their transpose (or its own draw)."
+        cfg, dev = self.cfg, self.W_enc.device
+        for i, g in enumerate(gens):
+            W = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
+            W /= W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            self.W_dec[i] = W.to(dev)
+            if cfg.init_enc_from_dec: self.W_enc[i] = W.T.to(dev)
+            else:
+                E = torch.randn(cfg.d_in, cfg.d_sae, generator=g)
+                self.W_enc[i] = (E / E.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dev)
 
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
         "Pre-activations `(x - b_dec) W_enc + b_enc`, `[S, n, d_sae]`, computed as `x W_enc + (b_enc - b_dec W_enc)`."
@@ -145,6 +182,60 @@ class SAEs(nn.Module):
         if self.W_dec.grad is None: return
         g, w = self.W_dec.grad, self.W_dec
         g.sub_((g * w).sum(-1, keepdim=True) * w)
+
+    @property
+    def saelens_arch(self) -> str:
+        "The architecture SAELens saves this SAE as: 'jumprelu' for a threshold rule, 'topk' for a fixed k, else 'standard'."
+        return 'jumprelu' if hasattr(self, 'threshold') else 'topk' if self.sparse else 'standard'
+
+    def to_saelens(self, i: int) -> tuple:
+        "Seed `i` as SAELens would save it: `(cfg, tensors)`; a threshold per SAE is broadcast to every latent, as SAELens saves BatchTopK."
+        p, c, arch = self.single(i), self.cfg, self.saelens_arch
+        t = {k: p[k].float().contiguous() for k in ('W_enc', 'W_dec', 'b_enc', 'b_dec')}
+        if arch == 'jumprelu': t['threshold'] = p['threshold'].float().expand(c.d_sae).contiguous()
+        cfg = {'architecture': arch, 'd_in': c.d_in, 'd_sae': c.d_sae, 'dtype': 'float32', 'device': 'cpu',
+               'apply_b_dec_to_input': True, 'normalize_activations': 'none', 'reshape_activations': 'none', 'metadata': {},
+               'husai_arch': c.arch, 'sae_cfg': asdict(c)}   # SAELens ignores keys it does not know
+        if arch == 'topk': cfg['rescale_acts_by_decoder_norm'] = False
+        if c.k is not None and arch != 'standard': cfg['k'] = c.k
+        return cfg, t
+
+    @classmethod
+    def from_saelens(cls, cfg: dict, tensors: list, device=None) -> SAEs:
+        "SAEs of this architecture holding the SAELens-format SAEs `tensors` (one dict per seed) described by the SAELens `cfg`."
+        if cfg.get('normalize_activations') not in (None, 'none'):
+            raise HusaiError(f"normalize_activations={cfg['normalize_activations']!r} is not supported; husai runs SAEs on raw activations ('none')")
+        if not tensors: raise HusaiError("from_saelens needs at least one SAE's tensors")
+        arch = next((k for k, v in ARCHITECTURES.items() if v is cls), None)
+        if arch is None: raise HusaiError(f"{cls.__name__} is not in ARCHITECTURES; read the file with the class of its architecture")
+        names = set(SAEConfig.__dataclass_fields__)
+        sc = {k: v for k, v in (cfg.get('sae_cfg') or {}).items() if k in names}
+        for k, v in cls.saelens_defaults.items(): sc.setdefault(k, v)
+        if cfg.get('k') is not None: sc['k'] = int(cfg['k'])
+        sae = cls(SAEConfig(**{**sc, 'arch': arch, 'd_in': int(cfg['d_in']), 'd_sae': int(cfg['d_sae'])}), len(tensors), device)
+        sae.load_saelens_(tensors, cfg.get('apply_b_dec_to_input', True))
+        return sae.eval()
+
+    @torch.no_grad()
+    def load_saelens_(self, tensors: list, apply_b_dec_to_input: bool = True):
+        "Copy SAELens tensors (one dict per seed) into this module; a per-latent threshold must be constant where this SAE keeps one per seed."
+        d, m = self.cfg.d_in, self.cfg.d_sae
+        for i, t in enumerate(tensors):
+            shapes = {'W_enc': (d, m), 'W_dec': (m, d), 'b_enc': (m,), 'b_dec': (d,)}
+            for k, s in shapes.items():
+                if k not in t: raise HusaiError(f"SAE {i}: tensor {k} is missing; SAELens SAEs have {sorted(shapes)}")
+                if tuple(t[k].shape) != s: raise HusaiError(f"SAE {i}: {k} has shape {tuple(t[k].shape)}, expected {s}")
+            b_enc = t['b_enc'] if apply_b_dec_to_input else t['b_enc'] + t['b_dec'] @ t['W_enc']   # x W + b = (x - b_dec) W + (b + b_dec W)
+            for k, v in (('W_enc', t['W_enc']), ('W_dec', t['W_dec']), ('b_enc', b_enc), ('b_dec', t['b_dec'])):
+                if isinstance(getattr(self, k), nn.Parameter): getattr(self, k)[i] = v.float()   # a computed W_dec (archetypal) is its class's job
+            if hasattr(self, 'threshold'):
+                thr = t.get('threshold')
+                if thr is None: raise HusaiError(f"SAE {i}: a {self.cfg.arch} SAE needs a threshold tensor")
+                thr = thr.float().reshape(-1)
+                if self.threshold.dim() == 1:
+                    if not bool((thr == thr[0]).all()): raise HusaiError(f"SAE {i}: the threshold differs between latents; load it as 'jumprelu'")
+                    thr = thr[0]
+                self.threshold[i] = thr
 
 # %% ../nbs/04_sae.ipynb #8fc2a9b3
 def topk_values(pre: torch.Tensor, k: int, g: int = 4):
@@ -235,24 +326,364 @@ def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> to
 # %% ../nbs/04_sae.ipynb #006dd0ca
 @torch.no_grad()
 def init_saes(cfg: SAEConfig, seeds, acts: torch.Tensor | None = None, device=None) -> SAEs:
-    "S freshly initialised SAEs, seed `seeds[i]` drawn from its own generator; `b_dec` from `acts` if given."
+    "S freshly initialised SAEs, seed `seeds[i]` drawn from its own generator (`init='shared'`: all from `init_seed`); `b_dec` from `acts` if given."
     seeds = list(seeds)
     if not seeds: raise HusaiError("seeds is empty; give at least one seed")
     if len(set(seeds)) != len(seeds): raise HusaiError(f"seeds are repeated: {seeds}; give distinct seeds")
     dev = get_device(device)
     cfg = check_sae_config(cfg, None if acts is None else acts.shape[-1])
     sae = ARCHITECTURES[cfg.arch](cfg, len(seeds), dev)
-    for i, s in enumerate(seeds):
-        g = make_generator(s)   # CPU generator: the same draw on every device
-        W = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
-        W /= W.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        sae.W_dec[i] = W.to(dev)
-        if cfg.init_enc_from_dec: sae.W_enc[i] = W.T.to(dev)
-        else:
-            E = torch.randn(cfg.d_in, cfg.d_sae, generator=g)
-            sae.W_enc[i] = (E / E.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dev)
+    gens = [make_generator(cfg.init_seed if cfg.init == 'shared' else s) for s in seeds]   # CPU generators: the same draw on every device
+    sae.init_weights_(gens, acts)
     if acts is not None and cfg.b_dec_init != 'zeros':
         a = acts.to(dev, torch.float32)
         b = geometric_median(a) if cfg.b_dec_init == 'geometric_median' else a.mean(0)
         sae.b_dec.copy_(b.expand_as(sae.b_dec))
     return sae
+
+# %% ../nbs/04_sae.ipynb #1f67c4da
+def _rect(u: torch.Tensor) -> torch.Tensor: return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+class _JumpReLU(torch.autograd.Function):
+    "`pre * 1[pre > theta]`; pseudo-derivative `-(theta/eps) K((pre - theta)/eps)` for `theta` `[S, 1, m]`."
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta); ctx.eps = eps
+        return pre * (pre > theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors; eps = ctx.eps
+        g_theta = (-(theta / eps) * _rect((pre - theta) / eps) * g).sum(1, keepdim=True)
+        return (pre > theta) * g, g_theta, None
+
+class _Step(torch.autograd.Function):
+    "`1[pre > theta]`; no gradient to `pre`, pseudo-derivative `-(1/eps) K((pre - theta)/eps)` for `theta` `[S, 1, m]`."
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta); ctx.eps = eps
+        return (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors; eps = ctx.eps
+        return None, (-(1.0 / eps) * _rect((pre - theta) / eps) * g).sum(1, keepdim=True), None
+
+# %% ../nbs/04_sae.ipynb #5bc72f50
+class JumpReLUSAEs(SAEs):
+    "JumpReLU SAEs (Rajamanoharan et al. 2024): a float32 threshold per latent, trained with pseudo-derivatives."
+    sparse = False
+    saelens_defaults = {'l1_coef': 0.0, 'jumprelu_sparsity': 'l0', 'l0_coef': 0.0}
+
+    def __init__(self, cfg, n_seeds, device=None):
+        super().__init__(cfg, n_seeds, device)
+        self.threshold = nn.Parameter(torch.full((n_seeds, self.cfg.d_sae), float(self.cfg.jumprelu_init_threshold),
+                                                 dtype=torch.float32, device=get_device(device)))
+
+    @classmethod
+    def check_config(cls, cfg):
+        mode, lam = cfg.jumprelu_sparsity, cfg.l0_coef
+        if mode not in ('l0', 'tanh', 'target'): raise HusaiError(f"jumprelu_sparsity={mode!r}; choose 'l0', 'tanh' or 'target'")
+        if mode == 'target':
+            if not isinstance(cfg.k, int) or not 1 <= cfg.k < cfg.d_sae:
+                raise HusaiError(f"jumprelu with jumprelu_sparsity='target' needs an int k (the target L0) with 1 <= k < d_sae={cfg.d_sae}, got k={cfg.k!r}")
+            if lam is None: lam = 1.0
+        elif lam is None: raise HusaiError(f"jumprelu with jumprelu_sparsity={mode!r} needs l0_coef >= 0, e.g. l0_coef=1e-2")
+        if lam < 0: raise HusaiError(f"l0_coef must be >= 0, got {lam}")
+        if not cfg.jumprelu_bandwidth > 0: raise HusaiError(f"jumprelu_bandwidth must be > 0, got {cfg.jumprelu_bandwidth}")
+        if not cfg.jumprelu_init_threshold >= 0: raise HusaiError(f"jumprelu_init_threshold must be >= 0, got {cfg.jumprelu_init_threshold}")
+        return replace(cfg, l0_coef=float(lam), aux_k=0)
+
+    def activate(self, pre, train=False):
+        return Codes(_JumpReLU.apply(pre, self.threshold.unsqueeze(1), self.cfg.jumprelu_bandwidth))
+
+    def extra_loss(self, pre, codes, x, x_hat, dead, step_scale=1.0):
+        c = self.cfg
+        if c.jumprelu_sparsity == 'tanh':
+            per = torch.tanh(c.jumprelu_tanh_scale * codes.vals * self.W_dec.norm(dim=-1).unsqueeze(1)).sum(-1).mean(-1)
+        else:
+            per = _Step.apply(pre, self.threshold.unsqueeze(1), c.jumprelu_bandwidth).sum(-1).mean(-1)   # L0 per seed
+            if c.jumprelu_sparsity == 'target': per = (per / c.k - 1).pow(2)
+        return step_scale * c.l0_coef * per
+
+    def after_step_(self):
+        super().after_step_()
+        with torch.no_grad(): self.threshold.clamp_(min=0)
+
+ARCHITECTURES['jumprelu'] = JumpReLUSAEs
+
+# %% ../nbs/04_sae.ipynb #43f27a00
+def _default_groups(m: int) -> tuple:
+    widths = sorted({w for w in (m // 16, m // 8, m // 4, m // 2) if 0 < w < m} | {m})
+    return tuple(b - a for a, b in zip([0] + widths[:-1], widths))
+
+def code_widths(vals: torch.Tensor) -> list:
+    "Per seed, the widest row's number of non-zero codes (BatchTopK keeps its codes first in each row)."
+    return [max(1, int((v != 0).sum(-1).max())) for v in vals.unbind(0)]
+
+def trimmed_decode(W_dec: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor, widths: list | None = None) -> torch.Tensor:
+    "`sparse_decode` with seed s's slots cut to `widths[s]` (default `code_widths(vals)`) and zero slots pointing at latent 0."
+    widths = code_widths(vals) if widths is None else widths
+    return torch.stack([F.embedding_bag(torch.where(v != 0, i, 0)[:, :w], W, per_sample_weights=v[:, :w], mode='sum')
+                        for W, v, i, w in zip(W_dec.unbind(0), vals.unbind(0), idx.unbind(0), widths)])
+
+class MatryoshkaSAEs(BatchTopKSAEs):
+    "Matryoshka BatchTopK SAEs: nested prefixes of latents each reconstruct the input (SAELens's unweighted sum of prefix losses)."
+    @classmethod
+    def check_config(cls, cfg):
+        cfg = super().check_config(cfg)
+        gs = _default_groups(cfg.d_sae) if cfg.group_sizes is None else tuple(cfg.group_sizes)
+        if not gs or any(float(g) != int(g) or int(g) < 1 for g in gs) or sum(int(g) for g in gs) != cfg.d_sae:
+            raise HusaiError(f"group_sizes={cfg.group_sizes!r} must be positive ints summing to d_sae={cfg.d_sae}")
+        return replace(cfg, group_sizes=tuple(int(g) for g in gs))
+
+    @property
+    def widths(self) -> list: return [sum(self.cfg.group_sizes[:i + 1]) for i in range(len(self.cfg.group_sizes))]
+
+    def decode_codes(self, codes):
+        return trimmed_decode(self.W_dec, *codes) + self.b_dec.unsqueeze(1)
+
+    def prefix_decode(self, codes: Codes, width: int, widths: list | None = None) -> torch.Tensor:
+        "Reconstruction `[S, n, d_in]` from the first `width` latents only."
+        v = torch.where(codes.idx < width, codes.vals, torch.zeros_like(codes.vals))
+        return trimmed_decode(self.W_dec, v, codes.idx, widths or code_widths(codes.vals)) + self.b_dec.unsqueeze(1)
+
+    def extra_loss(self, pre, codes, x, x_hat, dead, step_scale=1.0):
+        xs, ws = (x if x.dim() == 3 else x.unsqueeze(0)), code_widths(codes.vals)
+        inner = [(xs - self.prefix_decode(codes, w, ws)).pow(2).sum(-1).mean(-1) for w in self.widths[:-1]]
+        return super().extra_loss(pre, codes, x, x_hat, dead, step_scale) + sum(inner, pre.new_zeros(self.n_seeds))
+
+    def to_saelens(self, i):
+        cfg, t = super().to_saelens(i)
+        return {**cfg, 'matryoshka_widths': self.widths}, t
+
+ARCHITECTURES['matryoshka'] = MatryoshkaSAEs
+
+# %% ../nbs/04_sae.ipynb #a53a2c5e
+KMEANS_POINTS, KMEANS_ITERS = 100_000, 50
+
+def _nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    "Index of the nearest row of `c` for each row of `x` (squared distances as |x|^2 - 2 x.c + |c|^2, in chunks)."
+    csq = c.pow(2).sum(1)
+    return torch.cat([(csq - 2 * x[i:i + chunk] @ c.T).argmin(1) for i in range(0, len(x), chunk)])   # |x|^2 is the same for every c
+
+@torch.no_grad()
+def kmeans(x: torch.Tensor, n: int, gen: torch.Generator, iters: int = KMEANS_ITERS) -> torch.Tensor:
+    "`n` k-means centroids `[n, d]` of the rows of `x` (k-means++ seeding from `gen`, then Lloyd's iterations; an empty cluster keeps its centroid)."
+    x = x.detach().to('cpu', torch.float32)
+    if len(x) < n: raise HusaiError(f"k-means of {len(x)} rows cannot give {n} centroids; use fewer candidates or more data")
+    if len(x) > KMEANS_POINTS: x = x[torch.randperm(len(x), generator=gen)[:KMEANS_POINTS]]
+    xsq = x.pow(2).sum(1)
+    d2_to = lambda c: (xsq - 2 * (x @ c) + c.dot(c)).clamp_min(0)
+    c = [x[int(torch.randint(len(x), (1,), generator=gen))]]
+    d2 = d2_to(c[0]).double()
+    for _ in range(1, n):   # k-means++: the next centre drawn with probability proportional to d^2
+        cum = (d2 if float(d2.sum()) > 0 else torch.ones_like(d2)).cumsum(0)
+        j = min(int(torch.searchsorted(cum, torch.rand(1, generator=gen, dtype=cum.dtype) * cum[-1])), len(x) - 1)
+        c.append(x[j]); d2 = torch.minimum(d2, d2_to(x[j]).double())
+    c, assign = torch.stack(c), None
+    for _ in range(iters):
+        new = _nearest(x, c)
+        if assign is not None and torch.equal(new, assign): break
+        assign = new
+        sums = torch.zeros_like(c).index_add_(0, assign, x)
+        cnt = torch.bincount(assign, minlength=n).unsqueeze(1)
+        c = torch.where(cnt > 0, sums / cnt.clamp_min(1), c)
+    return c
+
+def candidate_points(x: torch.Tensor, n: int, kind: str, gen: torch.Generator) -> torch.Tensor:
+    "`n` candidate points `[n, d]` from the rows of `x`: k-means centroids (`kind='kmeans'`) or distinct rows drawn at random (`'points'`)."
+    if kind == 'kmeans': return kmeans(x, n, gen)
+    if len(x) < n: raise HusaiError(f"{n} candidate points cannot be drawn from {len(x)} rows")
+    return x[torch.randperm(len(x), generator=gen)[:n]].detach().to('cpu', torch.float32)
+
+# %% ../nbs/04_sae.ipynb #6d80765f
+class ArchetypalSAEs(TopKSAEs):
+    "Relaxed archetypal TopK SAEs (Fel et al. 2025): atoms `(A C + Lambda) exp(s)` near the convex hull of candidate points `C`."
+    def __init__(self, cfg, n_seeds, device=None):
+        super().__init__(cfg, n_seeds, device)
+        c, dev = self.cfg, get_device(device)
+        S, m, n, d = n_seeds, c.d_sae, c.archetypal_n_candidates, c.d_in
+        self.register_buffer('C', torch.zeros(S, n, d, device=dev))
+        self.A = nn.Parameter(torch.zeros(S, m, n, device=dev))
+        self.Lambda = nn.Parameter(torch.zeros(S, m, d, device=dev))
+        if c.archetypal_scale: self.log_scale = nn.Parameter(torch.zeros(S, device=dev))
+        else: self.register_buffer('log_scale', torch.zeros(S, device=dev))
+        self.b_dec.requires_grad_(False)   # no decoder bias, as overcomplete
+
+    @property
+    def W_dec(self) -> torch.Tensor:
+        "The dictionary `(A C + Lambda) exp(log_scale)`, `[S, d_sae, d_in]` (differentiable)."
+        return torch.baddbmm(self.Lambda, self.A, self.C) * self.log_scale.exp().view(-1, 1, 1)
+
+    @classmethod
+    def check_config(cls, cfg):
+        cfg = super().check_config(cfg)
+        n = cfg.d_sae if cfg.archetypal_n_candidates is None else cfg.archetypal_n_candidates
+        if not isinstance(n, int) or n < cfg.d_sae:
+            raise HusaiError(f"archetypal_n_candidates={n!r} must be an int >= d_sae={cfg.d_sae} (atom i starts at candidate i)")
+        if cfg.archetypal_candidates not in ('kmeans', 'points'):
+            raise HusaiError(f"archetypal_candidates={cfg.archetypal_candidates!r}; choose 'kmeans' or 'points'")
+        if cfg.archetypal_init not in ('shared', 'per_seed', 'off'):
+            raise HusaiError(f"archetypal_init={cfg.archetypal_init!r}; choose 'shared', 'per_seed' or 'off'")
+        if not cfg.archetypal_delta >= 0: raise HusaiError(f"archetypal_delta must be >= 0, got {cfg.archetypal_delta}")
+        return replace(cfg, archetypal_n_candidates=n, b_dec_init='zeros', normalize_decoder=False, remove_parallel_grad=False)
+
+    @torch.no_grad()
+    def init_weights_(self, gens, acts=None):
+        c, dev = self.cfg, self.C.device
+        if acts is None: raise HusaiError("archetypal SAEs take their candidate points from the data: pass acts to init_saes")
+        shared = None
+        if c.archetypal_init != 'per_seed':
+            shared = candidate_points(acts, c.archetypal_n_candidates, c.archetypal_candidates, make_generator(c.init_seed))
+        for i, g in enumerate(gens):
+            C = shared if shared is not None else candidate_points(acts, c.archetypal_n_candidates, c.archetypal_candidates, g)
+            if c.archetypal_init == 'off':
+                e = -torch.rand(c.d_sae, c.archetypal_n_candidates, generator=g).clamp_min(1e-12).log()   # Exp(1) draws
+                A = e / e.sum(1, keepdim=True)                                                           # flat Dirichlet rows
+            else: A = torch.eye(c.d_sae, c.archetypal_n_candidates)
+            self.C[i], self.A[i] = C.to(dev), A.to(dev)
+            D = A @ C
+            if c.init_enc_from_dec: self.W_enc[i] = (D / D.pow(2).sum(1, keepdim=True).clamp_min(1e-12)).T.to(dev)
+            else:
+                E = torch.randn(c.d_in, c.d_sae, generator=g)
+                self.W_enc[i] = (E / E.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dev)
+
+    @torch.no_grad()
+    def project_(self):
+        "Make `A` row-stochastic and bound each row of `Lambda` by `archetypal_delta` (overcomplete's projections)."
+        A = F.relu(self.A); self.A.copy_(A / (A.sum(-1, keepdim=True) + 1e-8))
+        self.Lambda.mul_((self.cfg.archetypal_delta / self.Lambda.norm(dim=-1, keepdim=True)).clamp(max=1))
+
+    def before_step_(self): pass
+    def after_step_(self): self.project_()
+
+    def single(self, i):
+        return {**super().single(i), 'W_dec': self.W_dec[i].detach().clone()}
+
+    @torch.no_grad()
+    def load_saelens_(self, tensors, apply_b_dec_to_input=True):
+        "A saved dictionary comes back as its own candidates: `C = W_dec`, `A = I`, `Lambda = 0`, scale 1 (the inference SAE, not the training state)."
+        m, n = self.cfg.d_sae, self.cfg.archetypal_n_candidates
+        if n != m: raise HusaiError(f"an archetypal SAE read from SAELens tensors has d_sae={m} candidates, got archetypal_n_candidates={n}")
+        if any(bool(t['b_dec'].ne(0).any()) for t in tensors): raise HusaiError("an archetypal SAE has no decoder bias, but b_dec is not zero; load it as 'topk'")
+        super().load_saelens_(tensors, apply_b_dec_to_input)   # checks the shapes, copies the encoder
+        for i, t in enumerate(tensors):
+            self.C[i], self.A[i] = t['W_dec'].float(), torch.eye(m)
+            self.Lambda[i], self.log_scale[i] = 0.0, 0.0
+
+    @classmethod
+    def from_saelens(cls, cfg, tensors, device=None):
+        sc = {**(cfg.get('sae_cfg') or {}), 'archetypal_n_candidates': None}   # the saved dictionary is its own candidates
+        return super().from_saelens({**cfg, 'sae_cfg': sc}, tensors, device)
+
+ARCHITECTURES['archetypal'] = ArchetypalSAEs
+
+# %% ../nbs/04_sae.ipynb #18104d5b
+def select_seeds(sae: SAEs, idx) -> SAEs:
+    "The SAEs of seeds at positions `idx` of the batch `sae`, as a new batch."
+    idx = list(idx)
+    out = type(sae)(sae.cfg, len(idx), sae.b_dec.device)
+    out.load_state_dict({k: v[idx].clone() for k, v in sae.state_dict().items()})
+    return out
+
+def cat_seeds(saes: list) -> SAEs:
+    "One batch holding the seeds of every batch in `saes` (same architecture and configuration), in order."
+    if any(type(s) is not type(saes[0]) or s.cfg != saes[0].cfg for s in saes):
+        raise HusaiError("cat_seeds needs SAEs of one architecture and configuration")
+    out = type(saes[0])(saes[0].cfg, sum(s.n_seeds for s in saes), saes[0].b_dec.device)
+    out.load_state_dict({k: torch.cat([s.state_dict()[k] for s in saes]) for k in saes[0].state_dict()})
+    return out
+
+def member_seeds(ensemble_seeds, n_members: int) -> list:
+    "The SAE seeds of the members of each ensemble seed e: `e * n_members + j` for j < n_members, ensemble by ensemble."
+    return [int(e) * n_members + j for e in ensemble_seeds for j in range(n_members)]
+
+# %% ../nbs/04_sae.ipynb #e279df44
+class EnsembleSAEs(SAEs):
+    "S ensembles of J trained SAEs each (Gadgil et al. 2025), read as S SAEs of J * d_sae latents."
+    def __init__(self, members: list, kind: str = 'bagging'):
+        nn.Module.__init__(self)
+        if kind not in ('bagging', 'boosting'): raise HusaiError(f"kind={kind!r}; choose 'bagging' or 'boosting'")
+        if not members or any((type(m), m.cfg, m.n_seeds) != (type(members[0]), members[0].cfg, members[0].n_seeds) for m in members):
+            raise HusaiError("an ensemble needs members of one architecture, configuration and number of seeds")
+        self.members, self.kind, J = nn.ModuleList(members), kind, len(members)
+        self.member_cfg, self.n_seeds, self.sparse = members[0].cfg, members[0].n_seeds, members[0].sparse
+        self.cfg = replace(self.member_cfg, arch='ensemble', d_sae=J * self.member_cfg.d_sae)
+        self.alpha = [1 / J if kind == 'bagging' else 1.0] * J
+
+    @classmethod
+    def from_members(cls, saes: SAEs, n_members: int, kind: str = 'bagging') -> EnsembleSAEs:
+        "Ensembles from one batch holding their members ensemble by ensemble (the order of `member_seeds`)."
+        if saes.n_seeds % n_members: raise HusaiError(f"{saes.n_seeds} SAEs do not split into ensembles of {n_members}")
+        S = saes.n_seeds // n_members
+        return cls([select_seeds(saes, [e * n_members + j for e in range(S)]) for j in range(n_members)], kind)
+
+    def _cat(self, name: str, dim: int) -> torch.Tensor: return torch.cat([getattr(m, name) for m in self.members], dim)
+    @property
+    def W_dec(self): return self._cat('W_dec', 1)
+    @property
+    def W_enc(self): return self._cat('W_enc', 2)
+    @property
+    def b_enc(self): return self._cat('b_enc', 1)
+    @property
+    def b_dec(self): return sum(a * m.b_dec for a, m in zip(self.alpha, self.members))
+
+    def activate(self, pre, train=False):
+        raise HusaiError("an ensemble is not trained as a whole: train its members (fit_ensemble) and build it from them")
+
+    def encode_codes(self, x, train: bool = False) -> Codes:
+        "The members' codes side by side, member j's scaled by `alpha[j]` (boosting: member j encodes the residual the others left)."
+        parts, r, m = [], x, self.member_cfg.d_sae
+        for j, (a, mem) in enumerate(zip(self.alpha, self.members)):
+            c = mem.encode_codes(r)
+            parts.append(Codes(a * c.vals, None if c.idx is None else c.idx + j * m))
+            if self.kind == 'boosting': r = r - mem.decode_codes(c)
+        if self.sparse: return Codes(torch.cat([p.vals for p in parts], -1), torch.cat([p.idx for p in parts], -1))
+        return Codes(torch.cat([p.vals for p in parts], -1))
+
+    def single(self, i):
+        return {k: getattr(self, k)[i].detach().clone() for k in ('W_enc', 'W_dec', 'b_enc', 'b_dec')}
+
+    @classmethod
+    def from_saelens(cls, cfg, tensors, device=None):
+        raise HusaiError("an ensemble saved as one SAELens SAE reads back as that SAE: use ARCHITECTURES[...] of its member architecture")
+
+    def to_saelens(self, i):
+        "Ensemble `i` as one SAELens SAE: bagging ensembles of members with a per-latent rule ('standard', 'jumprelu'); alpha goes into the encoder."
+        parts = [m.to_saelens(i) for m in self.members]
+        arch = parts[0][0]['architecture']
+        if self.kind != 'bagging' or arch not in ('standard', 'jumprelu'):
+            raise HusaiError(f"a {self.kind} ensemble of {self.member_cfg.arch} SAEs is not one SAELens SAE; save its members one by one")
+        b_dec = sum(a * t['b_dec'] for a, (_, t) in zip(self.alpha, parts))
+        t = {'W_enc': torch.cat([a * t['W_enc'] for a, (_, t) in zip(self.alpha, parts)], 1),
+             'W_dec': torch.cat([t['W_dec'] for _, t in parts]), 'b_dec': b_dec,
+             'b_enc': torch.cat([a * (t['b_enc'] + (b_dec - t['b_dec']) @ t['W_enc']) for a, (_, t) in zip(self.alpha, parts)])}
+        if arch == 'jumprelu': t['threshold'] = torch.cat([a * t['threshold'] for a, (_, t) in zip(self.alpha, parts)])
+        cfg = {**parts[0][0], 'd_sae': self.cfg.d_sae, 'husai_arch': 'ensemble', 'sae_cfg': asdict(self.cfg),
+               'ensemble': {'kind': self.kind, 'n_members': len(self.members), 'member_cfg': asdict(self.member_cfg)}}
+        return cfg, t
+
+# %% ../nbs/04_sae.ipynb #2cfbb070
+def bootstrap_rows(n: int, seed: int) -> torch.Tensor:
+    "n row indices drawn with replacement, from a generator of their own for SAE seed `seed`."
+    return torch.randint(n, (n,), generator=make_generator(seed + 2 ** 32))
+
+def fit_ensemble(acts: torch.Tensor, ensemble_seeds, n_members: int, train_member, kind: str = 'bagging',
+                 bootstrap: bool = False) -> EnsembleSAEs:
+    "Train the members of each ensemble seed with `train_member(acts, seeds) -> SAEs` and build the ensembles."
+    E = [int(e) for e in ensemble_seeds]
+    if n_members < 1: raise HusaiError(f"n_members must be >= 1, got {n_members}")
+    if kind not in ('bagging', 'boosting'): raise HusaiError(f"kind={kind!r}; choose 'bagging' or 'boosting'")
+    if kind == 'bagging' and not bootstrap:   # one batched run of every member
+        return EnsembleSAEs.from_members(train_member(acts, member_seeds(E, n_members)), n_members, kind)
+    slots = [[] for _ in range(n_members)]
+    for e in E:
+        r = acts
+        for j, s in enumerate(member_seeds([e], n_members)):
+            data = r[bootstrap_rows(len(r), s)] if bootstrap else r
+            sae = train_member(data, [s])
+            slots[j].append(sae)
+            if kind == 'boosting':
+                with torch.no_grad(): r = r - sae(r.to(sae.b_dec.device))[0].cpu()
+    return EnsembleSAEs([cat_seeds(sl) for sl in slots], kind)

@@ -125,7 +125,7 @@ def test_auxk_loss_matches_naive():
     (dict(arch='topk', d_sae=16, k=None), 'k < d_sae'),
     (dict(arch='topk', d_sae=0, k=1), 'd_sae'),
     (dict(arch='relu', d_sae=16), 'l1_coef'),
-    (dict(arch='jumprelu', d_sae=16, k=2), 'unknown SAE architecture'),
+    (dict(arch='gated', d_sae=16, k=2), 'unknown SAE architecture'),
     (dict(arch='topk', d_sae=16, k=2, b_dec_init='median'), 'b_dec_init'),
 ])
 def test_config_errors(kw, msg):
@@ -134,7 +134,7 @@ def test_config_errors(kw, msg):
 
 def test_repeated_seeds_and_registry():
     with pytest.raises(HusaiError, match='repeated'): init_saes(SAEConfig('topk', 8, 16, k=2), [1, 1])
-    assert set(ARCHITECTURES) == {'topk', 'batchtopk', 'relu'}
+    assert set(ARCHITECTURES) == {'topk', 'batchtopk', 'relu', 'jumprelu', 'matryoshka', 'archetypal'}
     assert check_sae_config(SAEConfig('topk', 8, 16, k=2)).aux_k == 4   # d_in // 2 (Gao et al.)
 
 
