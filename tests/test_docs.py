@@ -65,6 +65,7 @@ def _write_toy(root: Path):
                                  ('#| fig-cap: Stability *vs* size\nplot()', [{'output_type': 'display_data', 'metadata': {},
                                                                             'data': {'image/png': png, 'text/plain': '<Figure>'}}]),
                                  ('#| code-fold: true\n1 + 1', [{'output_type': 'stream', 'name': 'stderr', 'text': ' 10%|#\r100%|##########| done\n'}]),
+                                 ('#| output: asis\n', [{'output_type': 'stream', 'name': 'stdout', 'text': 'from a cell of options only\n'}]),
                                  ('#| include: false\nprint("left out")', [{'output_type': 'stream', 'name': 'stdout', 'text': 'left out, output too\n'}]),
                                  ('from tqdm.auto import tqdm', [{'output_type': 'display_data', 'metadata': {}, 'data': {
                                      'application/vnd.jupyter.widget-view+json': {'model_id': 'abc', 'version_major': 2, 'version_minor': 0},
@@ -175,6 +176,8 @@ def test_toy_site_links_figures_and_directives(toy_site):
     assert '<td>mmcs</td>' in f1 and 'print(table)' not in f1                              # output: asis -> markdown
     assert '<div class="caption"><p>Stability <em>vs</em> size</p>' in f1                 # fig-cap
     assert 'left out' not in f1 and 'widget-fallback-text' not in f1                       # include: false; widget views
+    assert '<p>from a cell of options only</p>' in f1 and f1.count('class="input"') == 3   # no empty code box
+    assert not any(re.search(r'#\|\s*[\w-]+\s*:', t) for t in (idx, alpha, f1))          # options never shown
     assert '<h2>Library</h2>' in idx and '<h2>Findings</h2>' in idx
     assert '<a href="#r-d">R &amp; D</a>' in alpha and 'id="r-d"' in alpha                # contents entry escaped once
 

@@ -74,10 +74,11 @@ def quarto_options(cell) -> None:
     if cell.get('cell_type') != 'code' or not cell.get('source'): return
     opts = {k.rstrip(':'): ' '.join(v).strip('\'"') for k, v in extract_directives(cell, remove=False).items()}
     lines = cell['source'].splitlines(keepends=True)
-    cell['source'] = ''.join(lines[first_code_ln(lines) or 0:]) if any(l.strip() for l in lines) else ''
+    first = first_code_ln(lines)                 # None: nothing but options
+    cell['source'] = '' if first is None else ''.join(lines[first:])
     low = {k: v.lower() for k, v in opts.items()}
     tags = set(cell.get('metadata', {}).get('tags', []))
-    if low.get('echo') == 'false': tags.add('remove_input')
+    if low.get('echo') == 'false' or not cell['source'].strip(): tags.add('remove_input')   # no code: no empty code box
     if low.get('output') == 'false': tags.add('remove_output')
     if low.get('include') == 'false': tags.add('remove_cell')
     if low.get('output') == 'asis':   # printed text is markdown, as Quarto reads it
