@@ -96,21 +96,22 @@ def load_json(path):
         raise HusaiError(f"{path}: not valid JSON ({e}); the file is corrupt, delete it to recompute") from e
 
 # %% ../nbs/00_core.ipynb #073946c2
+from filelock import FileLock
+
 @contextmanager
 def folder_lock(folder):
     "Hold an exclusive lock on `folder` (made if missing) while the block runs; other holders wait."
     folder = Path(folder)
     if folder.exists() and not folder.is_dir(): raise HusaiError(f"{folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    try: import fcntl
-    except ImportError: yield folder; return      # Windows: no advisory locks, no waiting
-    with open(folder/'.lock', 'a') as f:
-        try: fcntl.flock(f, fcntl.LOCK_EX)
-        except OSError as e:                      # a file system without locks (some network mounts)
-            warnings.warn(f"{folder}: cannot lock ({e}); going on unlocked, so do not build it from two processes at once")
-            yield folder; return
-        try: yield folder
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+    if not os.access(folder, os.W_OK): yield folder; return     # read-only: nobody builds here, reading needs no lock
+    lock = FileLock(folder/'.lock')
+    try: lock.acquire()
+    except (OSError, NotImplementedError) as e:                 # a file system without locks (some network mounts)
+        warnings.warn(f"{folder}: cannot lock ({e}); going on unlocked, so do not build it from two processes at once")
+        yield folder; return
+    try: yield folder
+    finally: lock.release()
 
 # %% ../nbs/00_core.ipynb #6c9ccd8c
 def save_tensors(tensors: dict, path, metadata: dict | None = None):

@@ -20,7 +20,8 @@ from .verdict import judge_all
 # %% auto #0
 __all__ = ['GROK_AT_SCALE', 'SEEDS_AT_SCALE', 'RUN_START', 'THREADS', 'BASELINES', 'scale_seeds', 'grokked_run', 'activations',
            'geometry', 'trained_saes', 'stability_experiment', 'summary_row', 'results_dir', 'results_file',
-           'cache_state', 'run_provenance', 'save_results', 'load_results', 'with_ci', 'md_table']
+           'cache_state', 'run_provenance', 'save_results', 'load_results', 'with_ci', 'md_table', 'figure_png',
+           'plot_style']
 
 # %% ../nbs/15_experiment.ipynb #d37da06f
 GROK_AT_SCALE = {'tiny': ('quick', {'steps': 300}), 'quick': ('quick', {}), 'seed': ('nanda', {'stop_after_grok': 1000}),
@@ -157,3 +158,26 @@ def md_table(rows, cols: dict) -> str:
     body = ['| ' + ' | '.join(str(k(r)) if callable(k) else _fmt(r.get(k), '.3f' if isinstance(r.get(k), float) else '')
                               for k in cols.values()) + ' |' for r in rows]
     return '\n'.join([head] + body)
+
+# %% ../nbs/15_experiment.ipynb #16fe048c
+def figure_png(fig, colors: int = 256) -> bytes:
+    "`fig` as Jupyter's inline backend draws it (PNG, tight box, the figure's dpi), in a palette of `colors` colours."
+    import io
+    from PIL import Image
+    raw, out = io.BytesIO(), io.BytesIO()
+    fig.savefig(raw, format='png', dpi=fig.dpi, bbox_inches='tight', facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())
+    img = Image.open(raw).quantize(colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    img.save(out, format='png', optimize=True)
+    return out.getvalue()
+
+def plot_style(dpi: int = 100, size=(9, 3.5), colors: int | None = 256):
+    "Figure defaults of the findings: `dpi`, a default `size` (inches) that fits the docs' column; in IPython, `colors`-colour PNGs."
+    import matplotlib as mpl, matplotlib.pyplot as plt
+    mpl.rcParams.update({'figure.dpi': dpi, 'figure.figsize': size})
+    plt.close(plt.figure())            # starts Jupyter's inline backend now: starting later, it would replace our PNG formatter
+    try: from IPython import get_ipython
+    except ImportError: return
+    ip = get_ipython()
+    if ip is None or not colors: return
+    from matplotlib.figure import Figure
+    ip.display_formatter.formatters['image/png'].for_type(Figure, lambda fig: figure_png(fig, colors) if fig.axes else None)

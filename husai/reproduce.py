@@ -111,7 +111,7 @@ def run_notebook(path, scale='quick', out=None, timeout=None, progress=True, thr
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=sum(c.cell_type == 'code' for c in nb.cells), desc=path.stem, unit='cell', leave=True)
-    client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
+    client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}, store_widget_state=False,
                             on_cell_executed=(lambda **kw: bar.update(1)) if bar else None)
     t0 = time.time()
     try: client.execute(env=kenv)

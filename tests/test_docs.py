@@ -1,5 +1,6 @@
-"""The offline docs site (tools/build_docs.py): every notebook has a page, every internal link and
-figure resolves, hidden cells stay hidden, and every page loads in headless Chromium without errors."""
+"""The offline docs site (tools/build_docs.py: nbdev's processing, nbconvert's rendering): every notebook has a
+page in the sidebar, every internal link and figure resolves, hidden cells stay hidden, every library page shows
+its API reference, and every page loads in headless Chromium without errors, scripts or network requests."""
 import base64, fcntl, html.parser, json, os, re, select, shutil, struct, subprocess, sys, time, zlib
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -46,15 +47,15 @@ def _nb(*cells):
             'nbformat': 4, 'nbformat_minor': 5}
 
 def _write_toy(root: Path):
-    nbs = root/'nbs'; (nbs/'findings').mkdir(parents=True); (root/'results').mkdir()
-    shutil.copy(ROOT/'settings.ini', root/'settings.ini')
-    (root/'results'/'fig.png').write_bytes(_png(5, 5, (30, 30, 200)))
+    nbs = root/'nbs'; (nbs/'findings').mkdir(parents=True); (nbs/'images').mkdir()
+    shutil.copy(ROOT/'settings.ini', root/'settings.ini'); shutil.copy(build_docs.NBS/'sidebar.yml', nbs/'sidebar.yml')
+    (nbs/'images'/'fig.png').write_bytes(_png(5, 5, (30, 30, 200)))
     png = base64.b64encode(_png()).decode()
     toy = {
         'index.ipynb': _nb('# toy\n\n> A toy site.', 'See [alpha](01_alpha.ipynb#details) and [the finding](findings/f1.ipynb).',
                            ('#| echo: false\nprint("shown without its code")', [{'output_type': 'stream', 'name': 'stdout', 'text': 'shown without its code\n'}])),
         '01_alpha.ipynb': _nb('# alpha\n\n> First library page.', ('#| hide\nsecret_hidden_cell = 1', []),
-                              '## R & D\n\n## Details\n\nBack to the [index](index.ipynb); a figure file: ![saved](../results/fig.png)',
+                              '## R & D\n\n## Details\n\nBack to the [index](index.ipynb); a figure file: ![saved](images/fig.png)',
                               ('x = 1\nx', [{'output_type': 'execute_result', 'execution_count': 1, 'metadata': {},
                                              'data': {'image/png': png, 'text/plain': '<Figure>'}}]),
                               ('#| output: false\nprint("not shown")', [{'output_type': 'stream', 'name': 'stdout', 'text': 'not shown\n'}])),
@@ -63,7 +64,12 @@ def _write_toy(root: Path):
                                                                               'text': '| metric | value |\n|---|---|\n| mmcs | 0.5 |\n'}]),
                                  ('#| fig-cap: Stability *vs* size\nplot()', [{'output_type': 'display_data', 'metadata': {},
                                                                             'data': {'image/png': png, 'text/plain': '<Figure>'}}]),
-                                 ('#| code-fold: true\n1 + 1', [{'output_type': 'stream', 'name': 'stderr', 'text': ' 10%|#\r100%|##########| done\n'}])),
+                                 ('#| code-fold: true\n1 + 1', [{'output_type': 'stream', 'name': 'stderr', 'text': ' 10%|#\r100%|##########| done\n'}]),
+                                 ('#| output: asis\n', [{'output_type': 'stream', 'name': 'stdout', 'text': 'from a cell of options only\n'}]),
+                                 ('#| include: false\nprint("left out")', [{'output_type': 'stream', 'name': 'stdout', 'text': 'left out, output too\n'}]),
+                                 ('from tqdm.auto import tqdm', [{'output_type': 'display_data', 'metadata': {}, 'data': {
+                                     'application/vnd.jupyter.widget-view+json': {'model_id': 'abc', 'version_major': 2, 'version_minor': 0},
+                                     'text/plain': 'widget-fallback-text'}}])),
     }
     for name, nb in toy.items(): (nbs/name).write_text(json.dumps(nb))
     return nbs
@@ -115,19 +121,27 @@ def check_links(site: Path) -> list[str]:
                 bad.append(f'{page.relative_to(site)}: {url} -> no id {u.fragment!r}')
     return bad
 
+def _group_of() -> dict:
+    "Each notebook's sidebar section (None: at the top) as nbs/sidebar.yml puts it."
+    return {p: sec for sec, ps in build_docs.sidebar_groups() for p in ps}
+
 def test_every_notebook_has_a_page_in_the_sidebar(site):
     nbs = globals()['site'].notebooks
     assert nbs, 'no notebooks found'
-    sources = {re.search(r'Rendered from <code>nbs/(.*?)</code>', p.read_text()).group(1) for p in site.rglob('*.html')}
-    assert {nb.relative_to(build_docs.NBS).as_posix() for nb in nbs} <= sources
+    sources = {re.search(r'Rendered from <code>nbs/(.*?)</code>', p.read_text()).group(1): p.relative_to(site).as_posix()
+               for p in site.rglob('*.html')}
+    assert {nb.relative_to(build_docs.NBS).as_posix() for nb in nbs} <= set(sources)
     assert (site/'index.html').is_file()
     idx = (site/'index.html').read_text()
+    groups = _group_of()
+    assert set(nbs) <= set(groups), f'not in nbs/sidebar.yml: {sorted(str(p) for p in set(nbs) - set(groups))}'
     for nb in nbs:
-        rel = nb.relative_to(build_docs.NBS)
-        g = build_docs.group_of(rel)
-        if g: assert f'<h2>{g}</h2>' in idx, g
-    n_links = len(re.findall(r'<li><a', idx.split('</nav>')[0]))
+        if groups[nb]: assert f'<h2>{groups[nb]}</h2>' in idx, groups[nb]
+    nav = idx.split('</nav>')[0]
+    n_links = len(re.findall(r'<li><a', nav))
     assert n_links >= len(nbs), 'the sidebar must link every page'
+    library = [sources[p.relative_to(build_docs.NBS).as_posix()] for p in nbs if groups[p] == 'Library']
+    assert [u for u in re.findall(r'<li><a href="([^"]+)"', nav) if u in library] == library   # in notebook order
 
 def test_every_internal_link_resolves(site):
     assert check_links(site) == []
@@ -135,12 +149,15 @@ def test_every_internal_link_resolves(site):
 def test_hidden_and_exported_cells_are_dropped_show_doc_rendered(site):
     for page in site.rglob('*.html'):
         txt = page.read_text()
-        for bad in ('#| export', '#| hide', 'nbdev_export()', 'from nbdev.showdoc', '#| default_exp'):
+        for bad in ('#| export', '#| hide', '#| echo', 'nbdev_export()', 'from nbdev.showdoc', '#| default_exp', '<script',
+                    'widget-state+json', 'output-file:'):
             assert bad not in txt, f'{page.name} shows {bad!r}'
     core = (site/'core.html').read_text()
     assert 'id="husaierror"' in core and 'id="get_device"' in core      # show_doc headings, Quarto's anchors
     text = re.sub(r'<[^>]+>', '', core)
     assert 'def get_device(' in text and 'Asking for CUDA where there is none is an error' in text
+    tasks = (site/'tasks.html').read_text()
+    assert '<math' in tasks and '$p$' not in tasks                      # TeX became MathML
 
 def test_toy_site_links_figures_and_directives(toy_site):
     site, pages = toy_site
@@ -148,34 +165,40 @@ def test_toy_site_links_figures_and_directives(toy_site):
     assert check_links(site) == []
     idx, alpha, f1 = (site/'index.html').read_text(), (site/'alpha.html').read_text(), (site/'findings/f1.html').read_text()
     assert 'href="alpha.html#details"' in idx and 'href="findings/f1.html"' in idx
-    assert 'href="../alpha.html"' in f1 and 'href="../assets/site.css"' in f1
+    assert 'href="../alpha.html"' in f1 and 'href="../index.html"' in f1
     assert 'shown without its code' in idx and 'print(' not in idx                       # echo: false
     assert 'secret_hidden_cell' not in alpha and '>not shown</pre>' not in alpha           # hide, output: false
-    assert 'print</span><span class="p">(</span><span class="s2">&quot;not shown' in alpha or '"not shown"' in alpha
+    assert '"not shown"' in re.sub(r'<[^>]+>', '', alpha)                                 # ... but its code is shown
     imgs = _parse(site/'alpha.html').imgs
-    assert len(imgs) == 2 and all((site/i).is_file() for i in imgs)
-    assert (site/imgs[1]).read_bytes() == _png() or (site/imgs[0]).read_bytes() == _png()
-    assert '100%|##########| done' in f1 and '10%' not in f1 and '<details>' in f1         # \r overwrites; code-fold
+    assert len(imgs) == 2 and all(i.startswith('data:image/png;base64,') for i in imgs)   # output and markdown figures, inline
+    assert sorted(base64.b64decode(i.split(',', 1)[1]) for i in imgs) == sorted([_png(), _png(5, 5, (30, 30, 200))])
+    assert '100%|##########| done' in f1 and '10%' not in f1 and '<details class="code-fold">' in f1   # \r overwrites; code-fold
     assert '<td>mmcs</td>' in f1 and 'print(table)' not in f1                              # output: asis -> markdown
     assert '<div class="caption"><p>Stability <em>vs</em> size</p>' in f1                 # fig-cap
+    assert 'left out' not in f1 and 'widget-fallback-text' not in f1                       # include: false; widget views
+    assert '<p>from a cell of options only</p>' in f1 and f1.count('class="input"') == 3   # no empty code box
+    assert not any(re.search(r'#\|\s*[\w-]+\s*:', t) for t in (idx, alpha, f1))          # options never shown
     assert '<h2>Library</h2>' in idx and '<h2>Findings</h2>' in idx
-    assert '<a href="#r-d">R &amp; D</a>' in alpha                     # contents entry escaped once
+    assert '<a href="#r-d">R &amp; D</a>' in alpha and 'id="r-d"' in alpha                # contents entry escaped once
 
-def test_quarto_sidebar_groups_every_notebook_as_the_offline_site_does():
-    "nbs/sidebar.yml (Quarto globs; a leading / means top level only) puts each notebook in its group."
-    import fnmatch
+def test_sidebar_yml_puts_every_notebook_in_one_group():
+    "nbs/sidebar.yml (Quarto's file, which the offline site reads too) matches each notebook exactly once."
     yaml = pytest.importorskip('yaml', reason='PyYAML comes with nbdev (pip install -e ".[dev]")')
     contents = yaml.safe_load((build_docs.NBS/'sidebar.yml').read_text())['website']['sidebar']['contents']
-    def matches(pat, rel):
-        if pat.startswith('/'): return len(rel.parts) == 1 and fnmatch.fnmatch(rel.name, pat[1:])
-        return fnmatch.fnmatch(rel.as_posix(), pat) or fnmatch.fnmatch(rel.as_posix(), '*/' + pat)
     for nb in build_docs.find_notebooks():
         rel = nb.relative_to(build_docs.NBS)
         found = [None if isinstance(c, str) else c['section'] for c in contents
-                 if matches(c if isinstance(c, str) else c['contents'], rel)]
-        assert found == [build_docs.group_of(rel)], f'{rel} is in sidebar group(s) {found}'
+                 if build_docs.in_glob(c if isinstance(c, str) else c['contents'], rel)]
+        assert len(found) == 1, f'{rel} is in sidebar group(s) {found}'
     q = yaml.safe_load((build_docs.NBS/'_quarto.yml').read_text())
     assert 'sidebar.yml' in q['metadata-files'] and q['project']['type'] == 'website'
+
+def test_library_notebooks_store_no_widget_state():
+    """Widget state (the ipywidgets models Jupyter and nbclient save beside live widgets: 91 KB in the explorer) is
+    for drawing widgets in a viewer; the docs draw none, so a notebook need not carry it. nbdev_clean always keeps
+    it (nbdev hard-codes the 'widgets' key: allowed_metadata_keys can only add keys), so this test does."""
+    heavy = [p.name for p, sec in _group_of().items() if sec == 'Library' and 'widgets' in json.loads(p.read_text())['metadata']]
+    assert heavy == [], f'{heavy} store widget state: execute them with nbclient store_widget_state=False, or delete metadata.widgets'
 
 # ---------------------------------------------------------------------------------------------
 # Headless Chromium over the DevTools protocol (a pipe on fds 3/4: no websocket library needed)
@@ -253,6 +276,8 @@ class Browser:
             elif m == 'Network.loadingFailed': errs.append(f"failed to load: {p.get('errorText')} ({p.get('requestId')})")
             elif m == 'Log.entryAdded' and p['entry']['level'] == 'error': errs.append(f"log: {p['entry'].get('text')} {p['entry'].get('url', '')}")
             elif m == 'Runtime.consoleAPICalled' and p.get('type') == 'error': errs.append('console.error')
+            elif m == 'Network.requestWillBeSent' and not p['request']['url'].startswith(('file:', 'data:', 'about:')):
+                errs.append(f"fetches {p['request']['url']}")      # the site is offline: nothing from a network
         info['errors'] = errs
         return info
 
@@ -300,15 +325,16 @@ def test_toy_pages_and_figures_load_in_chromium(toy_site, browser):
     info = browser.open((site/'alpha.html').as_uri() + '#details')
     assert info['title'].startswith('alpha')
 
-def test_browser_check_catches_a_missing_figure(toy_site, browser, tmp_path):
-    "The browser check itself can fail: a page whose figure file is gone reports it."
+def test_browser_check_catches_a_broken_figure(toy_site, browser, tmp_path):
+    "The checks themselves can fail: a figure whose file is missing, or whose data is not an image, is reported."
     site, _ = toy_site
     broken = tmp_path/'site'; shutil.copytree(site, broken)
-    img = _parse(broken/'alpha.html').imgs[0]
-    (broken/img).unlink()
-    assert any(img in b for b in check_links(broken))
-    info = browser.open((broken/'alpha.html').as_uri())
-    assert info['errors'] and not all(i['ok'] for i in info['imgs'])
+    page = broken/'alpha.html'
+    first, second = _parse(page).imgs
+    page.write_text(page.read_text().replace(first, 'missing.png').replace(second, 'data:image/png;base64,bm90IGEgcG5n'))
+    assert any('missing.png' in b for b in check_links(broken))
+    info = browser.open(page.as_uri())
+    assert info['errors'] and [i['ok'] for i in info['imgs']] == [False, False]
 
 def test_every_exported_function_and_class_is_documented_on_its_page(site):
     "show_doc rendered for each public def/class a library notebook exports (nbdev's add_show_docs)."
