@@ -58,14 +58,15 @@ def find_notebooks(findings_dir, only=None) -> list:
     return nbs
 
 # %% ../nbs/16_reproduce.ipynb #330f7029
-def run_notebook(path, scale='quick', out=None, timeout=None, progress=True):
-    "Execute notebook `path` at `scale` in a fresh kernel; write the executed copy to `out` (default: in place). Returns seconds."
+def run_notebook(path, scale='quick', out=None, timeout=None, progress=True, engine=None):
+    "Execute notebook `path` at `scale` (and `HUSAI_ENGINE=engine` if given) in a fresh kernel; write the executed copy to `out` (default: in place). Returns seconds."
     try: import nbformat; from nbclient import NotebookClient; from nbclient.exceptions import CellExecutionError
     except ImportError as e: raise HusaiError(f"running notebooks needs nbclient and nbformat: pip install 'husai[dev]' ({e})")
     if scale not in SCALES: raise HusaiError(f"scale {scale!r} is not one of {SCALES}")
     path = Path(path); nb = nbformat.read(path, as_version=4)
-    env_before = {k: os.environ.get(k) for k in ('HUSAI_SCALE', 'IN_TEST')}
+    env_before = {k: os.environ.get(k) for k in ('HUSAI_SCALE', 'IN_TEST', 'HUSAI_ENGINE')}
     os.environ['HUSAI_SCALE'] = scale; os.environ.pop('IN_TEST', None)
+    if engine: os.environ['HUSAI_ENGINE'] = engine
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -96,15 +97,15 @@ def _clean(path):
     if Path(exe).exists(): subprocess.run([str(exe), '--fname', str(path)], check=False, capture_output=True)
 
 # %% ../nbs/16_reproduce.ipynb #addea8cd
-def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None, progress=True) -> dict:
-    "Run every finding notebook under `root/nbs/findings` at `scale`; returns `{notebook: seconds}`."
+def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None, progress=True, engine=None) -> dict:
+    "Run every finding notebook under `root/nbs/findings` at `scale` (their units on `engine`); returns `{notebook: seconds}`."
     root = Path(root).resolve()
     nbs_dir = root/'nbs'
     if not (nbs_dir/'findings').is_dir(): raise HusaiError(f"{root} has no nbs/findings folder: run husai reproduce from a clone of the husai repository")
     times = {}
     for nb in find_notebooks(nbs_dir/'findings', only):
         dest = nb if write_back else Path(out_dir or root/'runs'/'executed'/scale)/nb.name
-        times[nb.stem] = run_notebook(nb, scale, out=dest, progress=progress)
+        times[nb.stem] = run_notebook(nb, scale, out=dest, progress=progress, engine=engine)
         print(f"{nb.name}: {times[nb.stem]:.0f} s", file=sys.stderr)
     if write_back and (nbs_dir/'index.ipynb').exists():
         run_notebook(nbs_dir/'index.ipynb', scale, progress=False)
@@ -116,7 +117,10 @@ def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None,
 # %% ../nbs/16_reproduce.ipynb #9d21befd
 def _reproduce_cmd(args) -> int:
     t0 = time.time()
-    times = reproduce(args.root, args.scale, args.only, write_back=not args.no_write_back)
+    if args.engine:
+        from husai.engine import parse_engine
+        parse_engine(args.engine)   # a bad engine, or Ray missing, fails before any notebook runs
+    times = reproduce(args.root, args.scale, args.only, write_back=not args.no_write_back, engine=args.engine)
     res = read_results(Path(args.root)/'results')
     print(findings_markdown(res)); print(); print(claims_markdown(res))
     print(f"\n{len(times)} notebooks at scale {args.scale} in {time.time() - t0:.0f} s: "
@@ -132,4 +136,7 @@ def add_cli(sub):
     p.add_argument('--only', metavar='NAME', help='run only the finding notebooks whose name contains NAME')
     p.add_argument('--no-write-back', action='store_true', help='write executed copies to runs/executed/ instead of replacing the notebooks')
     p.add_argument('--root', default='.', help='root of the husai clone (default: the current folder)')
+    p.add_argument('--engine', metavar='ENGINE', default=None,
+                   help="where the findings' units run: serial (default), local[=N] (N worker processes), ray (a local "
+                        "Ray cluster) or ray=ADDRESS (an existing one); passed to the notebooks as $HUSAI_ENGINE")
     p.set_defaults(func=_reproduce_cmd)
