@@ -8,7 +8,6 @@ import json, os, sys, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import pytest, torch
-import husai.engine as engine
 from husai.engine import GrokUnit, GrokActs, ActsFile, SAEUnit, Unit, run_units, parse_engine, sae_cache_folder
 from husai.core import HusaiError, load_tensors, save_json
 from husai.grokking import grok_config, train_grokking
@@ -151,7 +150,7 @@ def test_ray_gives_the_serial_bits_and_survives_a_killed_worker(ray_cluster, ref
     assert os.getpid() not in pids
     print(f"ray: {r['seconds']:.1f} s (serial {reference[0]['seconds']:.1f} s)")
 
-def test_a_notebook_after_the_engine_trains_nothing(reference, cache, monkeypatch):
+def test_a_notebook_after_the_engine_trains_nothing(cache, monkeypatch):
     "The units' outputs are the very cache entries `train_grokking` and `train_saes(..., cache=True)` read."
     run_units(sweep(), progress=False)
     import husai.grokking, husai.train_sae
