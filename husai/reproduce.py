@@ -101,11 +101,12 @@ def kernel_env(scale: str, threads: int = 1, extra: dict | None = None) -> dict:
     return {**env, 'HUSAI_SCALE': scale, 'HUSAI_THREADS': str(threads), **(extra or {})}
 
 # %% ../nbs/16_reproduce.ipynb #391897c2
-def run_notebook(path, scale='quick', out=None, timeout=None, progress=True, threads: int = 1, env: dict | None = None):
-    "Execute notebook `path` at `scale` in a fresh kernel; write the executed copy to `out` (default: in place). Returns seconds."
+def run_notebook(path, scale='quick', out=None, timeout=None, progress=True, threads: int = 1, env: dict | None = None,
+                 engine: str | None = None):
+    "Execute notebook `path` at `scale` (its units on `engine`, as `HUSAI_ENGINE`) in a fresh kernel; write the executed copy to `out` (default: in place). Returns seconds."
     try: import nbformat; from nbclient import NotebookClient; from nbclient.exceptions import CellExecutionError
     except ImportError as e: raise HusaiError(f"running notebooks needs nbclient and nbformat: pip install 'husai[dev]' ({e})")
-    kenv = kernel_env(scale, threads, env)
+    kenv = kernel_env(scale, threads, {**(env or {}), **({'HUSAI_ENGINE': engine} if engine else {})})
     path = Path(path); nb = nbformat.read(path, as_version=4)
     bar = None
     if progress:
@@ -132,16 +133,19 @@ def _clean(path):
 
 # %% ../nbs/16_reproduce.ipynb #addea8cd
 def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None, progress=True, jobs: int = 1,
-              threads: int = 1, env: dict | None = None) -> dict:
+              threads: int = 1, env: dict | None = None, engine: str | None = None) -> dict:
     "Run every finding notebook under `root/nbs/findings` at `scale`, `jobs` at a time; returns `{notebook: seconds}`."
     root = Path(root).resolve(); nbs_dir = root/'nbs'
     if not (nbs_dir/'findings').is_dir(): raise HusaiError(f"{root} has no nbs/findings folder: run husai reproduce from a clone of the husai repository")
     if not isinstance(jobs, int) or jobs < 1: raise HusaiError(f"--jobs must be an int >= 1, got {jobs!r}")
     kernel_env(scale, threads)                                    # check the settings before any notebook starts
+    if engine:
+        from husai.engine import parse_engine
+        parse_engine(engine)                                      # a bad engine, or Ray missing, fails before any notebook runs
     nbs = find_notebooks(nbs_dir/'findings', only)
     def one(nb):
         dest = nb if write_back else Path(out_dir or root/'runs'/'executed'/scale)/nb.name
-        try: secs = run_notebook(nb, scale, out=dest, progress=progress and jobs == 1, threads=threads, env=env)
+        try: secs = run_notebook(nb, scale, out=dest, progress=progress and jobs == 1, threads=threads, env=env, engine=engine)
         except HusaiError as e: return nb.stem, e
         print(f"{nb.name}: {secs:.0f} s", file=sys.stderr); return nb.stem, secs
     with ThreadPoolExecutor(jobs) as ex: done = dict(ex.map(one, nbs))
@@ -157,7 +161,8 @@ def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None,
 # %% ../nbs/16_reproduce.ipynb #9d21befd
 def _reproduce_cmd(args) -> int:
     t0 = time.time()
-    times = reproduce(args.root, args.scale, args.only, write_back=not args.no_write_back, jobs=args.jobs, threads=args.threads)
+    times = reproduce(args.root, args.scale, args.only, write_back=not args.no_write_back, jobs=args.jobs, threads=args.threads,
+                      engine=args.engine)
     res = read_results(Path(args.root)/'results')
     print(findings_markdown(res)); print(); print(claims_markdown(res)); print(); print(verdicts_statement(res))
     print(f"\n{len(times)} notebooks at scale {args.scale} in {time.time() - t0:.0f} s: "
@@ -176,4 +181,7 @@ def add_cli(sub):
     p.add_argument('--threads', type=int, default=1, help='torch threads per notebook kernel (default 1; part of what makes numbers identical)')
     p.add_argument('--no-write-back', action='store_true', help='write executed copies to runs/executed/ instead of replacing the notebooks')
     p.add_argument('--root', default='.', help='root of the husai clone (default: the current folder)')
+    p.add_argument('--engine', metavar='ENGINE', default=None,
+                   help="where the findings' units run: serial (default), local[=N] (N worker processes), ray (a local "
+                        "Ray cluster) or ray=ADDRESS (an existing one); passed to the notebooks as $HUSAI_ENGINE")
     p.set_defaults(func=_reproduce_cmd)
