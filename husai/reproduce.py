@@ -136,12 +136,12 @@ def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None,
               threads: int = 1, env: dict | None = None, engine: str | None = None) -> dict:
     "Run every finding notebook under `root/nbs/findings` at `scale`, `jobs` at a time; returns `{notebook: seconds}`."
     root = Path(root).resolve(); nbs_dir = root/'nbs'
-    if not (nbs_dir/'findings').is_dir(): raise HusaiError(f"{root} has no nbs/findings folder: run husai reproduce from a clone of the husai repository")
     if not isinstance(jobs, int) or jobs < 1: raise HusaiError(f"--jobs must be an int >= 1, got {jobs!r}")
     kernel_env(scale, threads)                                    # check the settings before any notebook starts
     if engine:
         from husai.engine import parse_engine
         parse_engine(engine)                                      # a bad engine, or Ray missing, fails before any notebook runs
+    if not (nbs_dir/'findings').is_dir(): raise HusaiError(f"{root} has no nbs/findings folder: run husai reproduce from a clone of the husai repository")
     nbs = find_notebooks(nbs_dir/'findings', only)
     def one(nb):
         dest = nb if write_back else Path(out_dir or root/'runs'/'executed'/scale)/nb.name
