@@ -10,7 +10,8 @@ from .core import save_json, save_tensors, atomic_write
 from .io import from_husai
 
 # %% auto #0
-__all__ = ['REAL_KEYS', 'SAELENS_VERSION', 'write_saelens_fixture', 'write_sparsify_fixture', 'write_dictionary_learning_fixture']
+__all__ = ['REAL_KEYS', 'REAL_STATE_KEYS', 'SAELENS_VERSION', 'write_saelens_fixture', 'write_sparsify_fixture',
+           'write_dictionary_learning_fixture']
 
 # %% ../nbs/19_testing.ipynb #6cfddc17
 REAL_KEYS = {   # config keys of files written by the libraries themselves (see above)
@@ -30,6 +31,24 @@ REAL_KEYS = {   # config keys of files written by the libraries themselves (see 
                             'k', 'device', 'layer', 'lm_name', 'wandb_name', 'submodule_name', 'group_fractions',
                             'group_weights', 'group_sizes', 'l1_penalty', 'resample_steps', 'sparsity_warmup_steps',
                             'bandwidth', 'sparsity_penalty', 'target_l0'},
+}
+_TOPK_DL = {'b_dec', 'k', 'threshold', 'decoder.weight', 'encoder.weight', 'encoder.bias'}
+REAL_STATE_KEYS = {   # tensor names in the weights files, per library and class / architecture
+    'dictionary_learning': {
+        'AutoEncoder': {'bias', 'encoder.weight', 'encoder.bias', 'decoder.weight'},
+        'AutoEncoderNew': {'encoder.weight', 'encoder.bias', 'decoder.weight', 'decoder.bias'},
+        'AutoEncoderTopK': _TOPK_DL, 'BatchTopKSAE': _TOPK_DL,     # the same keys: only config.json tells them apart
+        'MatryoshkaBatchTopKSAE': {'W_enc', 'b_enc', 'W_dec', 'b_dec', 'k', 'threshold', 'group_sizes'},
+        'JumpReluAutoEncoder': {'W_enc', 'b_enc', 'W_dec', 'b_dec', 'threshold'},
+        'GatedAutoEncoder': {'decoder_bias', 'r_mag', 'gate_bias', 'mag_bias', 'encoder.weight', 'decoder.weight'}},
+    'saelens': {
+        'standard': {'W_enc', 'W_dec', 'b_enc', 'b_dec'}, 'topk': {'W_enc', 'W_dec', 'b_enc', 'b_dec'},
+        'jumprelu': {'W_enc', 'W_dec', 'b_enc', 'b_dec', 'threshold'},
+        'gated': {'W_enc', 'W_dec', 'b_dec', 'b_gate', 'b_mag', 'r_mag'},
+        'skip_transcoder': {'W_enc', 'W_dec', 'b_enc', 'b_dec', 'W_skip'},
+        'batchtopk': {'W_enc', 'W_dec', 'b_enc', 'b_dec', 'topk_threshold'}},   # a trainer checkpoint
+    'sparsify': {'topk': {'encoder.weight', 'encoder.bias', 'W_dec', 'b_dec'},
+                 'skip_connection': {'encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip'}},
 }
 SAELENS_VERSION = '6.54.12'
 

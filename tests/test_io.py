@@ -202,6 +202,7 @@ def test_saelens_normalize_activations(tmp_path):
         assert norm in ws[0].forward_refused
         with pytest.raises(HusaiError, match=norm): stack_saes(ws)
         assert pairwise(ws, 'mmcs').values[0] == pytest.approx(1.0)    # the weight-based metrics still work
+        assert norm in load_sae(save_sae(tmp_path/f'{norm}-husai', ws[0])).forward_refused   # kept when husai saves it
     f = write_saelens_fixture(tmp_path/'scaled', W_enc, W_dec, b_enc, b_dec, architecture='standard',
                               normalize_activations='expected_average_only_in')
     assert 'expected_average_only_in' in load_sae(f).forward_refused            # the scale is unknown
@@ -219,6 +220,8 @@ def test_saelens_transcoder_and_bf16_fold(tmp_path):
     w = load_sae(tmp_path/'tc')
     assert (w.d_in, w.d_out) == (D_IN, 3) and 'transcoder' in w.forward_refused
     with pytest.raises(HusaiError, match='transcoder'): stack_saes([w])
+    back = load_sae(save_sae(tmp_path/'tc-husai', w))
+    assert (back.d_in, back.d_out) == (D_IN, 3) and torch.equal(back.W_dec, w.W_dec) and back.forward_refused
     # bf16 without b_dec in the input: the fold in float64 keeps float32 accuracy
     big = b_dec * 40
     write_saelens_fixture(tmp_path/'bf16', W_enc, W_dec, b_enc, big, architecture='standard', apply_b_dec_to_input=False,
@@ -284,6 +287,8 @@ def test_saelens_gated_is_read(tmp_path):
     torch.testing.assert_close((x - w.b_dec) @ (w.W_enc * w.extra['r_mag'].exp()) + w.extra['b_mag'],
                                x @ (W_enc * extra['r_mag'].exp()) + extra['b_mag'], rtol=1e-5, atol=1e-5)
     with pytest.raises(HusaiError, match='gated'): stack_saes([w])
+    back = load_sae(save_sae(tmp_path/'husai', w))                  # saved by husai and read back: the same SAE
+    assert back.arch == 'gated' and all(torch.equal(back.tensors()[k], v) for k, v in w.tensors().items())
 
 
 def test_sparsify_hookpoints_are_not_seeds(tmp_path, capsys):
@@ -326,3 +331,24 @@ def test_big_endian_npy_and_pickled_files(tmp_path):
     torch.save({'encoder.weight': torch.zeros(D_SAE, D_IN), 'step': np.int64(3)}, d/'ae.pt')
     with pytest.raises(HusaiError) as e: load_sae(d)
     assert 'ae.pt' in str(e.value) and 'will not unpickle' in str(e.value) and '\n' not in str(e.value)
+
+
+def test_fixture_writers_write_the_real_tensor_names(tmp_path):
+    "The fixture writers' files have exactly the tensor names (and buffer dtypes) the libraries' own files have."
+    from husai.testing import REAL_STATE_KEYS
+    W_enc, W_dec, b_enc, b_dec = _weights(14)
+    extra = dict(b_mag=torch.zeros(D_SAE), r_mag=torch.zeros(D_SAE))
+    for cls, keys in REAL_STATE_KEYS['dictionary_learning'].items():
+        f = write_dictionary_learning_fixture(tmp_path/cls, W_enc, W_dec, b_enc, b_dec, dict_class=cls, k=3, group_sizes=[4, 8], **extra)
+        sd = torch.load(f/'ae.pt', weights_only=True)
+        assert set(sd) == keys, cls
+        if 'k' in sd: assert sd['k'].dtype == torch.int32 and sd['threshold'].shape == ()
+    lens = {'gated': dict(b_enc=None, tensors={'b_gate': b_enc, 'b_mag': b_enc.clone(), 'r_mag': b_enc.clone()}),
+            'jumprelu': dict(threshold=torch.zeros(D_SAE)), 'skip_transcoder': dict(tensors={'W_skip': torch.zeros(D_IN, D_IN)}),
+            'batchtopk': dict(tensors={'topk_threshold': torch.tensor(0.)})}
+    for arch, keys in REAL_STATE_KEYS['saelens'].items():
+        kw = {'b_enc': b_enc, **lens.get(arch, {})}
+        f = write_saelens_fixture(tmp_path/arch, W_enc, W_dec, kw.pop('b_enc'), b_dec, architecture=arch, k=3, **kw)
+        assert set(load_file(str(f/'sae_weights.safetensors'))) == keys, arch
+    f = write_sparsify_fixture(tmp_path/'sp', W_enc, W_dec, b_enc, b_dec, W_skip=torch.zeros(D_IN, D_IN))
+    assert set(load_file(str(f/'sae.safetensors'))) == REAL_STATE_KEYS['sparsify']['skip_connection']

@@ -341,3 +341,32 @@ def test_dictionary_learning_without_config(dl_run, tmp_path):
         else:
             assert w.arch == ref.arch
             assert maxdiff(naive(w, x)[1], naive(ref, x)[1]) < 1e-6
+
+
+def test_recorded_tensor_names_are_the_libraries(tmp_path):
+    "husai.testing.REAL_STATE_KEYS (what the fixture writers write) against the classes of each installed library."
+    from husai.testing import REAL_STATE_KEYS
+    checked = 0
+    try:
+        import dictionary_learning.dictionary as dd, dictionary_learning.trainers.top_k as tk
+        import dictionary_learning.trainers.batch_top_k as bt, dictionary_learning.trainers.matryoshka_batch_top_k as mt
+        classes = {'AutoEncoder': (dd.AutoEncoder, ()), 'AutoEncoderNew': (dd.AutoEncoderNew, ()), 'GatedAutoEncoder': (dd.GatedAutoEncoder, ()),
+                   'JumpReluAutoEncoder': (dd.JumpReluAutoEncoder, ()), 'AutoEncoderTopK': (tk.AutoEncoderTopK, (K,)),
+                   'BatchTopKSAE': (bt.BatchTopKSAE, (K,)), 'MatryoshkaBatchTopKSAE': (mt.MatryoshkaBatchTopKSAE, (K, [8, 16]))}
+        for name, (cls, args) in classes.items():
+            assert set(cls(D_IN, D_SAE, *args).state_dict()) == REAL_STATE_KEYS['dictionary_learning'][name], name; checked += 1
+    except ImportError: pass
+    try:
+        from sae_lens.registry import get_sae_class, get_sae_training_class
+        for arch, keys in REAL_STATE_KEYS['saelens'].items():
+            cls, ccls = (get_sae_training_class if arch == 'batchtopk' else get_sae_class)(arch)
+            kw = {'k': K} if arch in ('topk', 'batchtopk') else {'d_out': D_IN, 'apply_b_dec_to_input': False} if 'transcoder' in arch else {}
+            assert set(cls(ccls(d_in=D_IN, d_sae=D_SAE, **kw)).state_dict()) == keys, arch; checked += 1
+    except ImportError: pass
+    try:
+        import sparsify
+        for name, kw in (('topk', {}), ('skip_connection', {'skip_connection': True})):
+            sae = sparsify.SparseCoder(D_IN, sparsify.SparseCoderConfig(num_latents=D_SAE, k=K, **kw))
+            assert set(sae.state_dict()) == REAL_STATE_KEYS['sparsify'][name]; checked += 1
+    except ImportError: pass
+    if not checked: pytest.skip('none of SAELens, sparsify, dictionary_learning is installed')
