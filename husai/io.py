@@ -462,7 +462,7 @@ def _load_all(path) -> list:
         part = [d.name for d in dirs if sae_format(d) == 'husai' and _cfg(d/'cfg.json').get('output_of') == TRAIN_SAES]
         if part:
             raise HusaiError(f"{f}: an unfinished `husai train-saes` output ({', '.join(part)} but no metrics.json, which is "
-                             "written last): the run stopped before it finished; rerun it with --force")
+                             "written last): the run stopped before it finished; run `husai train-saes` into it again")
     return [(d.relative_to(f).as_posix(), load_sae(d)) for d in dirs]
 
 def saes_by_hookpoint(path) -> dict:
