@@ -22,10 +22,18 @@ class HusaiError(ValueError):
 
 # %% ../nbs/00_core.ipynb #d0a43d9f
 def get_device(device=None) -> torch.device:
-    "`device` as a `torch.device`; `None` means CPU. Asking for CUDA where there is none is an error."
-    dev = torch.device('cpu' if device is None else device)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise HusaiError(f"device {device!r} was asked for but CUDA is not available; use device='cpu'")
+    "`device` as a `torch.device`; `None` means CPU. Asking for CUDA where there is none is an error, as are unknown names and 'meta'."
+    try: dev = torch.device('cpu' if device is None else device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise HusaiError(f"device {device!r} is not a device name torch knows; use 'cpu' or 'cuda' (or 'cuda:N')") from e
+    if dev.type == 'cpu': return dev
+    if dev.type == 'meta': raise HusaiError("device 'meta' holds no data, so nothing can be computed on it; use 'cpu' or 'cuda'")
+    backend = getattr(torch, dev.type, None)   # torch.cuda, torch.mps, torch.xpu, ...
+    if not getattr(backend, 'is_available', lambda: False)():
+        raise HusaiError(f"device {device!r} was asked for but {dev.type.upper()} is not available here; use device='cpu'")
+    n = backend.device_count() if hasattr(backend, 'device_count') else None
+    if dev.index is not None and n is not None and dev.index >= n:
+        raise HusaiError(f"device {device!r}: this machine has {n} {dev.type} device(s), numbered from 0")
     return dev
 
 # %% ../nbs/00_core.ipynb #b4313df6
@@ -159,7 +167,7 @@ def add_config_args(parser, cls, prefix: str = '', skip=(), choices: dict | None
         default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
         text = help.get(f.name, docs.get(f.name, f.name.replace('_', ' ')))
         flag = '--' + names.get(f.name, prefix + f.name).replace('_', '-')
-        kw = dict(dest=prefix + f.name, default=argparse.SUPPRESS, help=f"{text} (default: {default})")
+        kw = dict(dest=prefix + f.name, default=argparse.SUPPRESS, help=f"{text} (default: {default})".replace('%', '%%'))
         if base == 'bool': kw['action'] = argparse.BooleanOptionalAction
         else: kw.update(type=typ, metavar=f.name.upper())
         if base == 'tuple': kw['nargs'] = '+'

@@ -12,9 +12,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from .core import HusaiError, get_device, load_json
-from .io import SAEWeights, load_sae, load_saes, stack_saes
+from .io import SAEWeights, load_sae, load_saes, stack_saes, site_name
 from .stability import Matching, match
-from .train_sae import site_name
 
 # %% auto #0
 __all__ = ['to_grid', 'GridActs', 'grid_activations', 'latent_grid', 'Spectrum', 'fourier_power', 'log_grid', 'in_basis',

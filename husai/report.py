@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import HusaiError, add_config_args, config_from_args
-from .io import load_saes, stack_saes
-from .train_sae import load_acts
+from .io import load_saes, stack_saes, load_acts
 from .stability import Weights, pairwise, split_seeds, decoder_rows, alive_latents
 from .baselines import baseline_pool, expected_mmcs, subspace_rank
 from .stats import seed_interval, seed_bootstrap, ratio_interval, permutation_test, seeds_statement

@@ -16,7 +16,7 @@ from .sae import SAEConfig, SAEs, ARCHITECTURES, check_sae_config, init_saes
 
 # %% auto #0
 __all__ = ['DEFAULT_EPOCHS', 'MIN_STEPS', 'check_acts', 'TrainConfig', 'lr_factor', 'evaluate', 'split_acts', 'TrainResult',
-           'train_saes', 'tune_l1', 'site_name', 'load_acts', 'add_cli']
+           'train_saes', 'tune_l1']
 
 # %% ../nbs/05_train_sae.ipynb #5bdf1ddc
 def check_acts(acts, name: str = 'activations') -> torch.Tensor:
@@ -149,16 +149,6 @@ class TrainResult:
     seeds: list
     cache_path: Path | None = None
 
-    def save(self, out, source: dict | None = None) -> Path:
-        "Write `out/seed_<s>/` SAE folders (`husai.io.save_sae`) and `out/metrics.json` (with `source`, where the activations came from)."
-        from husai.io import save_sae
-        out = Path(out)
-        for i, s in enumerate(self.seeds):
-            save_sae(out/f'seed_{s}', self.saes, i, seed=s, train_cfg=self.train_cfg, metrics=self.metrics[s])
-        save_json({'seeds': self.seeds, 'sae_cfg': self.sae_cfg, 'train_cfg': self.train_cfg, 'source': source,
-                   'metrics': {str(s): m for s, m in self.metrics.items()}}, out/'metrics.json')
-        return out
-
     def at(self, step: int) -> SAEs:
         "The batch of SAEs (one per seed) at checkpoint `step` (see `TrainConfig.checkpoint_every`)."
         if step not in self.checkpoints:
@@ -287,86 +277,3 @@ def tune_l1(acts, d_sae: int, target_l0: float, train_cfg: TrainConfig | None = 
         c2 = math.exp(math.log(c1) + max(-4.0, min(4.0, (math.log(target_l0) - y1) / slope)))   # at most x e^4 a step
         c0, y0, c1, y1 = c1, y1, c2, log_l0(c2)
     return min(trace, key=lambda t: abs(t['l0'] - target_l0))['l1_coef'], trace
-
-# %% ../nbs/05_train_sae.ipynb #077913b9
-def site_name(site: str, layer: int | None = 0) -> str:
-    "The activation name of `--site site --layer layer` (e.g. 'resid_post', 0 -> 'resid_post.0'; 'embed' and full names as they are)."
-    return site if ('.' in site or site in ('embed', 'logits')) else f'{site}.{layer or 0}'
-
-def load_acts(path, site: str | None = None, layer: int = 0, device=None) -> torch.Tensor:
-    "Activations `[n, d_in]` from a `.npy`/`.pt`/`.safetensors` file, or from a `husai grok` run folder at `site`."
-    path = Path(path)
-    if not path.exists(): raise HusaiError(f"{path}: no such file or folder")
-    if path.is_dir():
-        if not (path/'config.json').exists():
-            raise HusaiError(f"{path}: a folder must be a `husai grok` run (config.json + checkpoints)")
-        if site is None: raise HusaiError(f"{path} is a model run: give --site (e.g. resid_post) and --layer")
-        from husai.grokking import load_run
-        from husai.transformer import extract_activations
-        model, cfg, _ = load_run(path, device=device)
-        acts, _ = extract_activations(model, cfg.dataset(), site_name(site, layer), position=-1, split='all', device=device)
-        return acts.cpu()
-    suf = path.suffix.lower()
-    try:
-        if suf == '.npy': a = np.load(path, allow_pickle=False)
-        elif suf == '.pt': a = torch.load(path, map_location='cpu', weights_only=True)
-        elif suf == '.safetensors':
-            t = load_tensors(path)
-            if len(t) != 1: raise HusaiError(f"{path}: expected one tensor, found {sorted(t)}")
-            a = next(iter(t.values()))
-        else: raise HusaiError(f"{path}: unknown file type {suf!r}; expected .npy, .pt or .safetensors")
-    except HusaiError: raise
-    except Exception as e: raise HusaiError(f"{path}: cannot read activations ({e})") from e
-    if isinstance(a, dict):
-        if len(a) != 1: raise HusaiError(f"{path}: expected one tensor, found a dict with keys {sorted(a)}")
-        a = next(iter(a.values()))
-    return check_acts(a, name=f'activations in {path}')
-
-
-
-# %% ../nbs/05_train_sae.ipynb #98d6daff
-def _train_saes_command(args) -> int:
-    out = Path(args.out)
-    if (out/'metrics.json').exists() and not args.force:
-        raise HusaiError(f"{out/'metrics.json'} exists; choose another --out or pass --force to overwrite")
-    acts = load_acts(args.acts, args.site, args.layer, args.device)
-    cfg = SAEConfig(args.arch, d_in=acts.shape[1], d_sae=args.d_sae, k=args.k, l1_coef=args.l1_coef,
-                    b_dec_init=args.b_dec_init)
-    tc = TrainConfig(lr=args.lr, batch_size=None if args.batch_size == 0 else args.batch_size, steps=args.steps,
-                     epochs=args.epochs, data_order=args.data_order, eval_frac=args.eval_frac)
-    res = train_saes(acts, cfg, args.seeds, tc, device=args.device, progress=not args.quiet, cache=args.cache)
-    src = Path(args.acts).resolve()
-    res.save(out, source={'acts': str(src), 'site': args.site, 'layer': args.layer} if src.is_dir() else {'acts': str(src)})
-    for s, m in res.metrics.items():
-        fe = 'n/a' if m['fvu_eval'] is None else f"{m['fvu_eval']:.4f}"
-        print(f"seed {s}: fvu_eval {fe}  fvu_train {m['fvu_train']:.4f}  L0 {m['l0']:.1f}  dead {m['dead_frac']:.3f}")
-    print(f"{len(res.seeds)} SAEs ({cfg.arch}, d_sae {cfg.d_sae}, {res.train_cfg.steps} steps) -> {out}")
-    return 0
-
-def add_cli(sub):
-    "Add the `train-saes` sub-command to the `husai` parser's sub-parsers `sub`."
-    p = sub.add_parser('train-saes', help='train SAEs over many seeds at once',
-                       description='Train one SAE per seed on the same activations, all at once; writes '
-                                   'OUT/seed_<s>/ (sae_weights.safetensors + cfg.json) and OUT/metrics.json.')
-    p.add_argument('acts', help='activations [n, d_in] (.npy, .pt, .safetensors) or a `husai grok` run folder')
-    p.add_argument('--arch', choices=sorted(ARCHITECTURES), default='topk')
-    p.add_argument('--d-sae', type=int, default=1024, help='number of latents')
-    p.add_argument('--k', type=int, default=None, help='active latents per sample (topk, batchtopk)')
-    p.add_argument('--l1-coef', type=float, default=None, help='L1 coefficient (relu)')
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
-    p.add_argument('--out', required=True, help='output folder')
-    g = p.add_mutually_exclusive_group()
-    g.add_argument('--steps', type=int, default=None, help='training steps')
-    g.add_argument('--epochs', type=float, default=None, help='passes over the training split')
-    p.add_argument('--batch-size', type=int, default=256, help='batch size (0: full batch)')
-    p.add_argument('--lr', type=float, default=None, help='learning rate (default: 2e-4 / sqrt(d_sae / 2^14))')
-    p.add_argument('--data-order', choices=['shared', 'per_seed'], default='shared')
-    p.add_argument('--eval-frac', type=float, default=0.1, help='held-out fraction for evaluation')
-    p.add_argument('--b-dec-init', choices=['geometric_median', 'mean', 'zeros'], default='geometric_median')
-    p.add_argument('--site', default=None, help='activation site of a model run (e.g. resid_post, mlp_hidden)')
-    p.add_argument('--layer', type=int, default=0, help='layer of --site')
-    p.add_argument('--device', default=None, help='cpu (default) or cuda')
-    p.add_argument('--cache', action='store_true', help='reuse/store the result in the content-addressed cache')
-    p.add_argument('--force', action='store_true', help='overwrite an existing OUT/metrics.json')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
-    p.set_defaults(func=_train_saes_command)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 from husai.cli import main
-from husai.io import (SAEWeights, save_sae, write_saelens_fixture, write_sparsify_fixture,
-                      write_dictionary_learning_fixture)
+from husai.io import SAEWeights, save_sae
+from husai.testing import write_saelens_fixture, write_sparsify_fixture, write_dictionary_learning_fixture
 from husai.stability import pairwise
 
 def weights(seed, d_in=12, d_sae=24, base=None):

@@ -9,9 +9,8 @@ from scipy.optimize import linear_sum_assignment
 from husai.core import HusaiError, load_json, save_json
 from husai.cli import main
 from husai.grokking import grok_config, train_grokking, load_run
-from husai.io import load_sae, save_sae, SAEWeights
+from husai.io import load_sae, save_sae, SAEWeights, load_acts
 from husai.stability import match
-from husai.train_sae import load_acts
 from husai.explorer import (to_grid, fourier_power, latent_grid, grid_activations, open_run, load_pair,
                             plot_pair, plot_pairs, explorer, log_grid, in_basis)
 

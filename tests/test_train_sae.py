@@ -5,7 +5,8 @@ import pytest
 import torch
 from husai.core import HusaiError
 from husai.sae import ARCHITECTURES, SAEConfig
-from husai.train_sae import TrainConfig, train_saes, split_acts, evaluate, lr_factor, check_acts, load_acts
+from husai.train_sae import TrainConfig, train_saes, split_acts, evaluate, lr_factor, check_acts
+from husai.io import load_acts
 from husai.cli import main
 
 
