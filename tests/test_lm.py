@@ -67,6 +67,21 @@ def test_rows_equal_a_direct_forward(model, text, tmp_path, layer):
     assert np.bincount(toks[:, 1]).tolist() == [len(d) for d in docs]
     assert toks[:, 3].min() == 1 and toks[:, 3].max() == seq_len - 2
 
+def test_stopping_at_the_layer_gives_the_full_pass_numbers(model):
+    lm, tok = model
+    x = tok(TEXTS, padding=True, return_tensors='pt')
+    calls = []
+    hooks = [b.register_forward_hook(lambda *a, i=i: calls.append(i)) for i, b in enumerate(lm.encoder.layer)]
+    try:
+        with torch.no_grad():
+            full = lm(**x, output_hidden_states=True).hidden_states
+            for L in range(len(full)):
+                calls.clear()
+                assert torch.equal(hl.hidden_at(lm, L, **x), full[L]), L
+                assert calls == list(range(L)), (L, calls)   # the blocks past L never run
+    finally:
+        for h in hooks: h.remove()
+
 def test_layers_differ_and_layer_0_is_the_embeddings(model, text, tmp_path):
     "Layer 0 is the embedding output itself (word + position + type, LayerNorm), not the first block."
     lm, tok = model
