@@ -11,7 +11,7 @@ from .core import HusaiError
 __all__ = ['CLI_MODULES', 'build_parser', 'main']
 
 # %% ../nbs/17_cli.ipynb #099b90bf
-CLI_MODULES = ['husai.grokking', 'husai.io', 'husai.report', 'husai.reproduce']
+CLI_MODULES = ['husai.grokking', 'husai.io', 'husai.report', 'husai.lm', 'husai.reproduce']
 
 def build_parser() -> argparse.ArgumentParser:
     "The `husai` argument parser, with the sub-commands of every module in `CLI_MODULES`."
