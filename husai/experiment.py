@@ -18,10 +18,10 @@ from .report import stability_report
 from .verdict import judge_all
 
 # %% auto #0
-__all__ = ['GROK_AT_SCALE', 'SEEDS_AT_SCALE', 'RUN_START', 'THREADS', 'BASELINES', 'scale_seeds', 'grokked_run', 'activations',
-           'geometry', 'trained_saes', 'stability_experiment', 'summary_row', 'results_dir', 'results_file',
-           'cache_state', 'run_provenance', 'save_results', 'load_results', 'with_ci', 'md_table', 'figure_png',
-           'plot_style']
+__all__ = ['GROK_AT_SCALE', 'SEEDS_AT_SCALE', 'RUN_START', 'THREADS', 'BASELINES', 'scale_seeds', 'grok_config_at', 'grokked_run',
+           'activations', 'geometry', 'trained_saes', 'stability_experiment', 'summary_row', 'results_dir',
+           'results_file', 'cache_state', 'run_provenance', 'save_results', 'load_results', 'with_ci', 'md_table',
+           'figure_png', 'plot_style']
 
 # %% ../nbs/15_experiment.ipynb #d37da06f
 GROK_AT_SCALE = {'tiny': ('quick', {'steps': 300}), 'quick': ('quick', {}), 'seed': ('nanda', {'stop_after_grok': 1000}),
@@ -42,11 +42,14 @@ def _used(kind: str, folder) -> Path:
     if folder is not None: _ARTIFACTS[str(folder)] = kind
     return folder
 
+def grok_config_at(task: str = 'add', seed: int = 0, scale: str | None = None, **overrides):
+    "The `GrokConfig` of the transformer a finding uses for `task`/`seed` at `scale` (what `grokked_run` trains; a `GrokUnit`'s input)."
+    preset, scale_over = GROK_AT_SCALE[scale or run_scale()]
+    return grok_config(preset, task=task, seed=seed, **{**scale_over, **overrides})
+
 def grokked_run(task: str = 'add', seed: int = 0, scale: str | None = None, device=None, progress: bool = False, **overrides) -> Path:
     "The run folder of a transformer trained on `task` with the preset of `scale` (trained once, then reused from the cache)."
-    preset, scale_over = GROK_AT_SCALE[scale or run_scale()]
-    cfg = grok_config(preset, task=task, seed=seed, **{**scale_over, **overrides})
-    return _used('transformer', train_grokking(cfg, device=device, progress=progress))
+    return _used('transformer', train_grokking(grok_config_at(task, seed, scale, **overrides), device=device, progress=progress))
 
 def activations(run, site: str = 'resid_post.0', position: int = -1, step: int | None = None,
                 split: str = 'all', device=None):
