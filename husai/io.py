@@ -17,7 +17,7 @@ from .train_sae import TrainConfig, TrainResult, check_acts, train_saes
 # %% auto #0
 __all__ = ['KEYMAP', 'LOADER_TABLE', 'TRAIN_SAES', 'INFERENCE_AS', 'SAEWeights', 'to_husai', 'from_husai', 'weights_from_saes',
            'save_sae', 'loader_table', 'sae_format', 'torch_load', 'load_sae', 'saes_by_hookpoint', 'load_saes',
-           'stack_saes', 'site_name', 'load_acts', 'check_out', 'save_result', 'add_cli']
+           'stack_saes', 'save_saelens', 'site_name', 'load_acts', 'check_out', 'save_result', 'add_cli']
 
 # %% ../nbs/06_io.ipynb #9d7fe45b
 @dataclass
@@ -499,6 +499,7 @@ def _runs_as(w: SAEWeights) -> str:
 def _stack_cfg(w0: SAEWeights, arch: str) -> SAEConfig:
     names = {f.name for f in fields(SAEConfig)}
     sc = {k: v for k, v in (w0.cfg.get('sae_cfg') or {}).items() if k in names}
+    for k, v in getattr(ARCHITECTURES[arch], 'saelens_defaults', {}).items(): sc.setdefault(k, v)   # training-only fields a file does not say
     k = w0.cfg.get('k')
     if isinstance(k, float) and arch in _THRESHOLD_ARCHS:   # BatchTopK's k is a mean; inference uses the threshold
         k = max(1, min(w0.d_sae - 1, math.ceil(k)))
@@ -527,6 +528,11 @@ def stack_saes(weights: list) -> SAEs:
         if (w.arch, w.d_in, w.d_sae, w.cfg.get('k')) != (w0.arch, w0.d_in, w0.d_sae, w0.cfg.get('k')):
             raise HusaiError("SAEs to stack differ in architecture, shape or k")
     sae = ARCHITECTURES[arch](check_sae_config(_stack_cfg(w0, arch)), len(weights))
+    own = [n for n in sae.state_dict() if n != 'threshold' and n not in w0.tensors()]
+    if own and {'W_enc', 'W_dec', 'b_enc', 'b_dec'} <= set(w0.tensors()):
+        # a parametrisation of its own (archetypal: W_dec = (A C + Λ) e^s) is rebuilt by its class from the plain SAE tensors
+        cfg = {**w0.cfg, 'd_in': w0.d_in, 'd_sae': w0.d_sae, 'sae_cfg': asdict(sae.cfg), 'apply_b_dec_to_input': True}
+        return ARCHITECTURES[arch].from_saelens(cfg, [w.tensors() for w in weights])
     with torch.no_grad():
         for name, buf in sae.state_dict().items():
             if name == 'threshold': buf.copy_(_threshold_rows(weights, buf)); continue
@@ -534,6 +540,16 @@ def stack_saes(weights: list) -> SAEs:
             if missing: raise HusaiError(f"husai's {arch} SAEs need {name!r}, which the loaded SAEs {missing} do not have")
             buf.copy_(torch.stack([w.tensors()[name] for w in weights]))
     return sae
+
+# %% ../nbs/06_io.ipynb #73438f6b
+def save_saelens(folder, saes: SAEs, index: int = 0, hook_name: str | None = None) -> Path:
+    "Write seed `index` of `saes` as a SAELens SAE folder (`sae_weights.safetensors`, `cfg.json`) via its architecture's `to_saelens`."
+    folder = Path(folder)
+    cfg, t = saes.to_saelens(index)
+    if hook_name is not None: cfg = {**cfg, 'metadata': {**cfg.get('metadata', {}), 'hook_name': hook_name}}
+    save_tensors(t, folder/'sae_weights.safetensors')
+    save_json(cfg, folder/'cfg.json')
+    return folder
 
 # %% ../nbs/06_io.ipynb #e2b283c4
 def site_name(site: str, layer: int | None = 0) -> str:
