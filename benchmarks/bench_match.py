@@ -96,7 +96,7 @@ def show(r):
     if 'exact' in r:
         i = r['info']
         s += (f"\n        exact={r['exact']} gap={r['gap']:.1e} (proved bound {r['upper_bound']:.8f}); screen {i['screen']}, "
-              f"{i['rounds']} rounds, graph {i['candidates']} -> {i['graph']} pairs, {i['exact_cosines']} exact cosines")
+              f"{i['rounds']} rounds, graph {i['candidates']} -> {i['graph']} pairs, {i['exact_values']} exact cosines")
     return s
 
 def have_lap():

@@ -17,9 +17,9 @@ from .core import HusaiError, get_device
 
 # %% auto #0
 __all__ = ['DEFAULT_BUDGET', 'DEFAULT_MAX_DENSE', 'DENSE_CELLS', 'METRICS', 'Weights', 'decoder_rows', 'encoder_rows',
-           'split_seeds', 'max_cos', 'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction', 'Pairwise',
-           'pairwise', 'alive_latents', 'alive_mmcs', 'live_matched_cosine', 'load_sae_dirs', 'stability_summary',
-           'format_summary', 'add_cli']
+           'split_seeds', 'max_cos', 'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction',
+           'ActivationMatching', 'activation_match', 'Pairwise', 'pairwise', 'alive_latents', 'alive_mmcs',
+           'live_matched_cosine', 'load_sae_dirs', 'stability_summary', 'format_summary', 'add_cli']
 
 # %% ../nbs/07_stability.ipynb #c99c3fa7
 class Weights(NamedTuple):
@@ -175,15 +175,16 @@ def _lift_fn(d: int, dtype):
 
 # %% ../nbs/07_stability.ipynb #6293f03c
 class _Screen(NamedTuple):
-    "What one blocked pass over all pairs leaves behind."
-    idx: np.ndarray        # [m1, k] each row's k best columns (by screened cosine)
-    val: np.ndarray        # [m1, k] their screened cosines
-    row_bound: np.ndarray  # [m1] no pair outside row i's k best has an exact cosine above row_bound[i]
-    gmax: np.ndarray       # [ceil(m1 / g), m2] no pair (i, j) has an exact cosine above gmax[i // g, j]
+    "What one blocked pass over all pairs leaves behind (for cosines here; activation correlations below)."
+    idx: np.ndarray        # [m1, k] each row's k best columns (by screened value)
+    val: np.ndarray        # [m1, k] their screened values
+    row_bound: np.ndarray  # [m1] no pair outside row i's k best has an exact value above row_bound[i]
+    gmax: np.ndarray       # [ceil(m1 / g), m2] no pair (i, j) has an exact value above gmax[i // g, j]
     g: int
-    A: torch.Tensor        # the screened unit rows, for further screened products
-    B: torch.Tensor
     lift: Callable         # screened value -> bound on the exact one
+    best_rows: Callable    # (cols, kc) -> rows, cols, screened values: each column's kc best rows
+    exact_vals: bool = False          # the screened values are the exact ones
+    diag: np.ndarray | None = None    # exact values of the pairs (i, i), if the pass kept them
 
 def _group_max(blk: torch.Tensor, g: int) -> torch.Tensor:
     "Maxima over consecutive groups of `g` rows (the last group may be shorter)."
@@ -206,8 +207,9 @@ def _screen(A64, B64, k: int, budget: int, absolute: bool, dtype) -> _Screen:
             v, j = blk.topk(k, dim=1, sorted=False)
             v = v.float(); idx.append(j.cpu()); val.append(v.cpu())
             kth.append(lift(v.amin(1)).cpu()); gm.append(lift(_group_max(blk, g).float()).cpu())
+    best = lambda cols, kc: _best_rows(A, B, cols, kc, absolute, budget)
     return _Screen(torch.cat(idx).numpy(), torch.cat(val).numpy(), torch.cat(kth).double().numpy(),
-                  torch.cat(gm).numpy(), g, A, B, lift)
+                  torch.cat(gm).numpy(), g, lift, best)
 
 # %% ../nbs/07_stability.ipynb #88feaf96
 def _pair_cos(A64, B64, rows, cols, absolute: bool, chunk: int = 2048) -> np.ndarray:
@@ -248,10 +250,10 @@ class _Pairs:
         self.in_graph = np.r_[self.in_graph, np.full(len(rows), in_graph)][o]
         self.exact = np.r_[self.exact, np.full(len(rows), exact)][o]
 
-    def make_exact(self, at, A64, B64, absolute: bool):
-        "Replace the screened cosines of the pairs at positions `at` by exact ones."
+    def make_exact(self, at, exact: Callable):
+        "Replace the screened values of the pairs at positions `at` by exact ones, `exact(rows, cols)`."
         at = at[~self.exact[at]]
-        self.cos[at] = _pair_cos(A64, B64, self.rows[at], self.cols[at], absolute); self.exact[at] = True
+        if len(at): self.cos[at] = exact(self.rows[at], self.cols[at]); self.exact[at] = True
 
 # %% ../nbs/07_stability.ipynb #dcdd2109
 def _relax(m: int, src, dst, w, x, tol: float = 1e-13):
@@ -318,32 +320,31 @@ def _lap(m1: int, m2: int, R, C, c, u=None, v=None) -> np.ndarray:
     mcol = np.empty(m1, np.int64); mcol[rr] = cc
     return mcol
 
-def _best_rows(scr: _Screen, cols, kc: int, absolute: bool, budget: int):
+def _best_rows(A, B, cols, kc: int, absolute: bool, budget: int):
     "The kc best rows (by screened cosine) of each column in `cols`: rows, cols, screened cosines."
-    m1 = len(scr.A); step = max(1, int(budget) // (m1 * scr.A.element_size())); idx, val = [], []
+    m1 = len(A); step = max(1, int(budget) // (m1 * A.element_size())); idx, val = [], []
     with _strict_matmul():
         for s in range(0, len(cols), step):
-            blk = scr.B[torch.as_tensor(cols[s:s+step], device=scr.B.device)] @ scr.A.T
+            blk = B[torch.as_tensor(cols[s:s+step], device=B.device)] @ A.T
             if absolute: blk.abs_()
             v, i = blk.topk(min(kc, m1), dim=1); idx.append(i.cpu().numpy()); val.append(v.float().cpu().numpy())
     top = np.concatenate(idx)
     return top.reshape(-1), np.repeat(cols, top.shape[1]), np.concatenate(val).reshape(-1).astype(np.float64)
 
-def _initial_pairs(A64, B64, scr: _Screen, absolute: bool, kc: int, budget: int) -> _Pairs:
+def _initial_pairs(scr: _Screen, exact: Callable, m2: int, kc: int) -> _Pairs:
     m1, k = scr.idx.shape
-    pairs = _Pairs(len(B64), np.repeat(np.arange(m1), k), scr.idx.reshape(-1), scr.val.reshape(-1), exact=False)
-    few = np.flatnonzero(np.bincount(scr.idx.reshape(-1), minlength=len(B64)) < kc)
-    if len(few): pairs.add(*_best_rows(scr, few, kc, absolute, budget), exact=False, in_graph=True)
+    pairs = _Pairs(m2, np.repeat(np.arange(m1), k), scr.idx.reshape(-1), scr.val.reshape(-1), exact=scr.exact_vals)
+    few = np.flatnonzero(np.bincount(scr.idx.reshape(-1), minlength=m2) < kc)
+    if len(few): pairs.add(*scr.best_rows(few, kc), exact=scr.exact_vals, in_graph=True)
     d = np.arange(m1)
-    pairs.add(d, d, _pair_cos(A64, B64, d, d, absolute), exact=True, in_graph=True)
+    pairs.add(d, d, exact(d, d) if scr.diag is None else scr.diag, exact=True, in_graph=True)
     return pairs
 
 # %% ../nbs/07_stability.ipynb #2d1f8c7f
-def _certify(A64, B64, absolute: bool, k: int, budget: int, dtype, max_rounds: int, tol: float, margin: float = 0.01):
-    "Matching of the rows of A64 (m1 <= m2 rows of B64) with a dual certificate: (partners, cosines, bound on the sum, info)."
-    m1, m2 = len(A64), len(B64)
-    scr = _screen(A64, B64, min(k, m2), budget, absolute, dtype)
-    pairs = _initial_pairs(A64, B64, scr, absolute, max(1, min(k // 2, m1)), budget)
+def _certify(scr: _Screen, exact: Callable, m2: int, max_rounds: int, tol: float, margin: float = 0.01):
+    "Matching of all m1 rows (m1 <= m2) with a dual certificate: (partners, exact values, bound on the sum, info)."
+    m1, k = scr.idx.shape
+    pairs = _initial_pairs(scr, exact, m2, max(1, min(k // 2, m1)))
     n0, u, v = int(pairs.in_graph.sum()), None, None
     for rnd in range(1, max_rounds + 1):
         gi = np.flatnonzero(pairs.in_graph); n_exact = int(pairs.exact[gi].sum())
@@ -351,31 +352,31 @@ def _certify(A64, B64, absolute: bool, k: int, budget: int, dtype, max_rounds: i
         mcol = _lap(m1, m2, R, C, c, u, v)
         v1 = _duals(m1, m2, R, C, c, mcol, v)
         v = v1 if v1 is not None else (np.zeros(m2) if v is None else v)
-        pairs.make_exact(pairs.find(np.arange(m1), mcol), A64, B64, absolute)
+        pairs.make_exact(pairs.find(np.arange(m1), mcol), exact)
         ug = _row_max(m1, R, pairs.cos[gi] - v[C])
-        ug, v, u, cos = _check_round(A64, B64, absolute, scr, pairs, mcol, ug, v)
+        u, cos = _check_round(scr, exact, pairs, mcol, ug, v)
         ub = float(u.sum() + v.sum())
         if ub - cos.sum() <= tol * m1: break
         PR, PC = pairs.rows, pairs.cols
         grow = ~pairs.in_graph & (pairs.cos - ug[PR] - v[PC] > -margin)
         pairs.in_graph |= grow
         if not grow.any() and n_exact == int(pairs.exact[pairs.in_graph].sum()): break
-    info = {'screen': str(dtype).replace('torch.', ''), 'k': k, 'rounds': rnd, 'candidates': n0,
-            'graph': int(pairs.in_graph.sum()), 'exact_cosines': int(pairs.exact.sum()), 'row_group': scr.g}
+    info = {'k': k, 'rounds': rnd, 'candidates': n0,
+            'graph': int(pairs.in_graph.sum()), 'exact_values': int(pairs.exact.sum()), 'row_group': scr.g}
     return mcol, cos, ub, info
 
 # %% ../nbs/07_stability.ipynb #8adf2593
-def _check_round(A64, B64, absolute: bool, scr: _Screen, pairs: _Pairs, mcol, ug, v):
-    "Exact cosines wherever a bound does not clear ug + v; then duals (ug, v, u) feasible for all pairs and the matched cosines."
+def _check_round(scr: _Screen, exact: Callable, pairs: _Pairs, mcol, ug, v):
+    "Exact values wherever a bound does not clear ug + v; then row duals u feasible for all pairs, and the matched values."
     m1 = len(ug); PR, PC = pairs.rows, pairs.cols
     loose = ~pairs.exact
     loose[loose] = scr.lift(pairs.cos[loose]) > ug[PR[loose]] + v[PC[loose]]
-    pairs.make_exact(np.flatnonzero(loose), A64, B64, absolute)
+    pairs.make_exact(np.flatnonzero(loose), exact)
     fr, fc = _unchecked(ug, v, scr, pairs)
-    pairs.add(fr, fc, _pair_cos(A64, B64, fr, fc, absolute), exact=True)
+    if len(fr): pairs.add(fr, fc, exact(fr, fc), exact=True)
     ex = pairs.exact
     u = np.maximum(ug, _row_max(m1, pairs.rows[ex], pairs.cos[ex] - v[pairs.cols[ex]]))
-    return ug, v, u, pairs.cos[pairs.find(np.arange(m1), mcol)]
+    return u, pairs.cos[pairs.find(np.arange(m1), mcol)]
 
 # %% ../nbs/07_stability.ipynb #8287773a
 def _dense(A64, B64, absolute: bool):
@@ -398,7 +399,10 @@ def match(A, B, *, signed: bool = True, method: str = 'auto', k: int = 32, scree
         r, c, cos = _dense(A64, B64, not signed)
         return Matching(r, c, cos, 'dense', True, float(cos.mean()))
     X, Y = (B64, A64) if m1 > m2 else (A64, B64)
-    mcol, cos, ub, info = _certify(X, Y, not signed, int(k), budget, _screen_dtype(screen, dev), max_rounds, tol)
+    dtype = _screen_dtype(screen, dev)
+    scr = _screen(X, Y, min(int(k), len(Y)), budget, not signed, dtype)
+    mcol, cos, ub, info = _certify(scr, lambda r, c: _pair_cos(X, Y, r, c, not signed), len(Y), max_rounds, tol)
+    info['screen'] = str(dtype).replace('torch.', '')
     rows, cols = (mcol, np.arange(n)) if m1 > m2 else (np.arange(n), mcol)
     o = np.argsort(rows); rows, cols, cos = rows[o], cols[o], cos[o]
     gap = max(0.0, ub / n - float(cos.mean()))
@@ -436,6 +440,136 @@ def shared_fraction(sae1, sae2, threshold: float = 0.7, *, detail: bool = False,
                 'agree': float(((dp == ep) & (dp >= 0)).sum() / n), 'decoder_mcc': dec.mean, 'encoder_mcc': enc.mean,
                 'threshold': t, 'n': n, 'exact': dec.exact and enc.exact}
     return {float(t): at(float(t)) for t in threshold} if np.ndim(threshold) else at(threshold)
+
+# %% ../nbs/07_stability.ipynb #185665f5
+def _encoder(sae, seed: int, device):
+    "x [n, d_in] -> dense codes [n, d_sae] of one SAE: seed `seed` of a husai `SAEs`, or an `SAEWeights` husai can run."
+    if hasattr(sae, 'encode') and hasattr(sae, 'n_seeds'):
+        if not 0 <= seed < sae.n_seeds: raise HusaiError(f"seed index {seed} out of range for {sae.n_seeds} seeds")
+        sae = sae.to(device); return lambda x: sae.encode(x)[seed]
+    if all(hasattr(sae, a) for a in ('W_enc', 'b_enc', 'cfg')):
+        from husai.io import stack_saes
+        s = stack_saes([sae]).to(device); return lambda x: s.encode(x)[0]
+    raise HusaiError(f"cannot encode with a {type(sae).__name__}: pass a husai SAEs or an SAEWeights (husai.io.load_sae)")
+
+def _batches(acts, batch: int, device):
+    "The batches of one pass over `acts` (a tensor or array, a list of batches, or a function returning an iterator)."
+    src = acts() if callable(acts) else acts
+    if isinstance(src, (torch.Tensor, np.ndarray)):
+        X = torch.as_tensor(src); src = (X[i:i + batch] for i in range(0, len(X), batch))
+    elif not isinstance(src, (list, tuple)) and not callable(acts):
+        raise HusaiError("acts must be a tensor or array, a list of batches, or a function returning a fresh iterator "
+                         "of batches (several passes are made; a bare iterator would be empty after the first)")
+    for x in src:
+        x = torch.as_tensor(x).to(device=device, dtype=torch.float32)
+        if x.ndim != 2: raise HusaiError(f"activation batches must be [n, d_in], got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all(): raise HusaiError("activations contain NaN or inf values")
+        yield x
+
+# %% ../nbs/07_stability.ipynb #5ef5751e
+@torch.no_grad()
+def _code_moments(encs, acts, batch: int, device):
+    "One pass: per SAE the (mean, std, firing count) of each latent's code, as float64, and the number of rows."
+    n, acc = 0, None
+    for x in _batches(acts, batch, device):
+        zs = [f(x).double() for f in encs]
+        if acc is None: acc = [[torch.zeros(z.shape[1], dtype=torch.float64, device=device) for _ in range(3)] for z in zs]
+        for (s, q, c), z in zip(acc, zs): s += z.sum(0); q += (z * z).sum(0); c += (z > 0).sum(0)
+        n += len(x)
+    if not n: raise HusaiError("acts is empty")
+    out = []
+    for s, q, c in acc:
+        mu = s / n; out.append((mu.cpu().numpy(), (q / n - mu * mu).clamp_min(0).sqrt().cpu().numpy(), c.cpu().numpy()))
+    return out, n
+
+def _xprod(za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
+    "za.T @ zb in float64, as a sparse product when za is mostly zeros."
+    if za.numel() and (za != 0).double().mean() < 0.05: return torch.sparse.mm(za.T.to_sparse(), zb)
+    return za.T @ zb
+
+# %% ../nbs/07_stability.ipynb #da871dd8
+@torch.no_grad()
+def _corr_rows(fa, fb, acts, batch, rows, cols, ma, mb, n, absolute, device) -> torch.Tensor:
+    "Exact (float64) correlations [len(rows), len(cols)] of latents `rows` of SAE a with `cols` of SAE b: one pass."
+    ra, ca = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
+    P, seen = torch.zeros(len(rows), len(cols), dtype=torch.float64, device=device), 0
+    for x in _batches(acts, batch, device):
+        P += _xprod(fa(x)[:, ra].double(), fb(x)[:, ca].double()); seen += len(x)
+    if seen != n: raise HusaiError(f"acts gave {seen} rows on one pass and {n} on another: pass data that can be re-read")
+    t = lambda a, i: torch.as_tensor(a[i], device=device)
+    C = (P / n - t(ma[0], rows)[:, None] * t(mb[0], cols)[None]) / (t(ma[1], rows)[:, None] * t(mb[1], cols)[None])
+    return C.abs() if absolute else C
+
+# %% ../nbs/07_stability.ipynb #09c14e9a
+def _corr_screen(fa, fb, acts, batch, la, lb, ma, mb, n, k, budget, absolute, device):
+    "Screen (exact values) of the correlations of live latents `la` of a with `lb` of b, and its `exact(rows, cols)`."
+    m1, m2, g = len(la), len(lb), 16
+    while math.ceil(m1 / g) * m2 * 4 > budget // 2 and g < m1: g *= 2
+    r = max(g, min(m1, int(budget) // (m2 * 8)) // g * g); kc = max(1, min(k // 2, m1))
+    rows = lambda i: _corr_rows(fa, fb, acts, batch, la[i], lb, ma, mb, n, absolute, device)
+    idx, val, kth, gm, diag = [], [], [], [], np.zeros(m1)
+    cv, ci = torch.full((kc, m2), -math.inf, dtype=torch.float64, device=device), torch.zeros(kc, m2, dtype=torch.long, device=device)
+    for i in range(0, m1, r):
+        C = rows(np.arange(i, min(i + r, m1)))
+        v, j = C.topk(min(k, m2), dim=1); idx.append(j.cpu()); val.append(v.cpu()); kth.append(v[:, -1].cpu())
+        gm.append(_group_max(C, g).float().cpu())
+        d = np.arange(i, min(i + r, m1, m2)); diag[d] = C[d - i, torch.as_tensor(d, device=device)].cpu().numpy()
+        v0, i0 = C.topk(min(kc, len(C)), dim=0)
+        cv, sel = torch.cat([cv, v0]).topk(kc, dim=0); ci = torch.cat([ci, i0 + i]).gather(0, sel)
+    ci, cv = ci.cpu().numpy(), cv.cpu().numpy()
+    best = lambda cols, kk: (ci[:kk, cols].T.reshape(-1), np.repeat(cols, kk), cv[:kk, cols].T.reshape(-1))
+    lift = lambda x: x + 1e-9
+    scr = _Screen(torch.cat(idx).numpy(), torch.cat(val).double().numpy(), lift(torch.cat(kth).double().numpy()),
+                  lift(torch.cat(gm).numpy().astype(np.float64)).astype(np.float32) + np.float32(1e-7), g, lift, best, True, diag)
+    def exact(rr, cc):
+        u, inv = np.unique(rr, return_inverse=True)
+        return np.concatenate([rows(u[s:s + r]).cpu().numpy() for s in range(0, len(u), r)])[inv, cc]
+    return scr, exact
+
+# %% ../nbs/07_stability.ipynb #b9089c4d
+class ActivationMatching(NamedTuple):
+    "Latents matched by activation correlation, next to the decoder-cosine matching."
+    matching: Matching     # rows/cols: latent indices of a and b; cos: the correlation of each pair
+    decoder: Matching | None   # the decoder-cosine matching of all latents (None if not asked for)
+    agreement: float       # fraction of activation-matched latents of a whose decoder partner is the same
+    n_agree: int
+    dead_a: np.ndarray     # latents that never fire on acts (left out)
+    dead_b: np.ndarray
+    constant_a: np.ndarray # latents that fire with zero variance (no correlation either; left out)
+    constant_b: np.ndarray
+    n_tokens: int
+
+def _dec_rows(sae, seed):
+    W = getattr(sae, 'W_dec')
+    return W[seed] if W.ndim == 3 else W
+
+# %% ../nbs/07_stability.ipynb #965a07a8
+def activation_match(sae_a, sae_b, acts, *, seeds=(0, 0), batch: int = 1024, k: int = 32, signed: bool = True,
+                     decoder: bool = True, max_rounds: int = 50, tol: float = 1e-9, budget: int = DEFAULT_BUDGET,
+                     device=None) -> ActivationMatching:
+    "Match the latents of two SAEs one-to-one by the Pearson correlation of their activations on `acts` (streamed), certified."
+    dev = get_device(device)
+    fa, fb = _encoder(sae_a, seeds[0], dev), _encoder(sae_b, seeds[1], dev)
+    (ma, mb), n = _code_moments((fa, fb), acts, batch, dev)
+    live = lambda m: (m[2] > 0) & (m[1] > 0)
+    la, lb = np.flatnonzero(live(ma)), np.flatnonzero(live(mb))
+    if not len(la) or not len(lb): raise HusaiError(f"no latent of {'a' if not len(la) else 'b'} fires (with variance) on acts")
+    flip = len(la) > len(lb)
+    (f1, f2, l1, l2, m1_, m2_) = (fb, fa, lb, la, mb, ma) if flip else (fa, fb, la, lb, ma, mb)
+    scr, exact = _corr_screen(f1, f2, acts, batch, l1, l2, m1_, m2_, n, k, budget, not signed, dev)
+    mcol, val, ub, info = _certify(scr, exact, len(l2), max_rounds, tol)
+    rows, cols = (l2[mcol], l1) if flip else (la, lb[mcol])
+    o = np.argsort(rows); rows, cols, val = rows[o], cols[o], val[o]
+    gap = max(0.0, ub / len(val) - float(val.mean()))
+    mt = Matching(rows, cols, val, 'sparse', gap <= tol, ub / len(val), gap, {**info, 'kind': 'activation correlation'})
+    dm = match(_dec_rows(sae_a, seeds[0]), _dec_rows(sae_b, seeds[1]), device=dev) if decoder else None
+    agree = 0
+    if dm is not None:
+        partner = np.full(int(max(dm.rows.max(), rows.max())) + 1, -1); partner[dm.rows] = dm.cols
+        agree = int((partner[rows] == cols).sum())
+    dead = lambda m: np.flatnonzero(m[2] == 0); const = lambda m: np.flatnonzero((m[2] > 0) & (m[1] == 0))
+    return ActivationMatching(mt, dm, agree / len(rows) if dm is not None else float('nan'), agree,
+                              dead(ma), dead(mb), const(ma), const(mb), n)
 
 # %% ../nbs/07_stability.ipynb #dc964291
 METRICS = {'mmcs': mmcs, 'hungarian_mcc': hungarian_mcc, 'shared_fraction': shared_fraction}

@@ -301,3 +301,61 @@ def test_gpu_certified_matching_equals_cpu():
     B[:2000] = A[:2000] + 0.3 * torch.randn(2000, 64, generator=g)
     c, gpu = match(A, B, method='sparse'), match(A.cuda(), B.cuda(), method='sparse')
     assert gpu.exact and gpu.mean == pytest.approx(c.mean, abs=1e-9)
+
+# ---------------------------------------------------------------------------------------------
+# activation_match: latents matched by the correlation of their activations, against a naive dense computation
+
+from husai.stability import activation_match
+
+def act_pair(d_in=20, m_a=80, m_b=80, k=5, n_copy=50, dead_a=(), dead_b=(), seed=0):
+    "Two TopK SAEs (separate objects); b copies n_copy of a's latents (encoder and decoder) in another order."
+    from husai.sae import SAEConfig, init_saes
+    g = torch.Generator().manual_seed(seed)
+    a = init_saes(SAEConfig(arch='topk', d_in=d_in, d_sae=m_a, k=k), [seed])
+    b = init_saes(SAEConfig(arch='topk', d_in=d_in, d_sae=m_b, k=k), [seed + 1])
+    with torch.no_grad():
+        p = torch.randperm(m_a, generator=g)[:n_copy]
+        b.W_enc[0, :, :n_copy] = a.W_enc[0][:, p]; b.W_dec[0, :n_copy] = a.W_dec[0, p]; b.b_enc[0, :n_copy] = a.b_enc[0, p]
+        for i in dead_a: a.b_enc[0, i] = -1e4
+        for i in dead_b: b.b_enc[0, i] = -1e4
+    return a, b, torch.randn(2500, d_in, generator=g)
+
+def naive_act_match(a, b, X, absolute=False):
+    Za, Zb = a.encode(X)[0].detach().double().numpy(), b.encode(X)[0].detach().double().numpy()
+    la, lb = np.flatnonzero(Za.std(0) > 0), np.flatnonzero(Zb.std(0) > 0)
+    R = np.corrcoef(Za[:, la].T, Zb[:, lb].T)[:len(la), len(la):]
+    if absolute: R = np.abs(R)
+    r, c = linear_sum_assignment(R, maximize=True)
+    return R[r, c].mean(), la, lb, dict(zip(la[r], lb[c]))
+
+@pytest.mark.parametrize('m_b,k,budget,signed', [(80, 32, 2**26, True), (80, 1, 8 * 80 * 17, True),
+                                                  (110, 4, 8 * 110 * 20, False), (60, 3, 2**26, True)])
+def test_activation_match_equals_naive_dense(m_b, k, budget, signed):
+    a, b, X = act_pair(m_b=m_b, n_copy=min(50, m_b), dead_a=(3, 70), dead_b=(m_b - 1,))
+    am = activation_match(a, b, X, batch=600, k=k, budget=budget, signed=signed)
+    ref, la, lb, partners = naive_act_match(a, b, X, absolute=not signed)
+    assert am.matching.exact and am.matching.mean == pytest.approx(ref, abs=1e-9)
+    assert list(am.dead_a) == [3, 70] and list(am.dead_b) == [m_b - 1] and am.n_tokens == 2500
+    if k == 1: assert am.matching.info['exact_values'] > am.matching.info['candidates']   # pairs beyond the screen were needed
+    assert len(am.matching.cos) == min(len(la), len(lb)) and set(am.matching.rows) <= set(la) and set(am.matching.cols) <= set(lb)
+    got = dict(zip(am.matching.rows.tolist(), am.matching.cols.tolist()))
+    assert np.mean([got[i] == partners[i] for i in got if i in partners]) > 0.95     # same partners (up to ties)
+    d = match(a.W_dec[0].detach(), b.W_dec[0].detach())
+    dp = dict(zip(d.rows.tolist(), d.cols.tolist()))
+    assert am.n_agree == sum(dp.get(i) == j for i, j in got.items()) and am.agreement == pytest.approx(am.n_agree / len(got))
+
+def test_activation_match_inputs_weights_batches_and_errors():
+    from husai.io import weights_from_saes
+    a, b, X = act_pair(dead_b=(5,))
+    ref = activation_match(a, b, X)
+    w = activation_match(weights_from_saes(a, 0), weights_from_saes(b, 0), list(X.split(512)), decoder=False)
+    assert w.matching.mean == pytest.approx(ref.matching.mean, abs=1e-9) and w.decoder is None and np.isnan(w.agreement)
+    f = activation_match(a, b, lambda: iter(X.numpy()[i:i + 300] for i in range(0, 2500, 300)))
+    assert f.matching.mean == pytest.approx(ref.matching.mean, abs=1e-9)
+    with pytest.raises(HusaiError, match='fresh iterator'): activation_match(a, b, iter(X.split(500)))
+    lens = iter([2500, 2000, 2000, 2000])
+    with pytest.raises(HusaiError, match='re-read'): activation_match(a, b, lambda: iter(X[:next(lens)].split(500)))
+    with pytest.raises(HusaiError, match='NaN'): activation_match(a, b, torch.full((10, 20), float('nan')))
+    with pytest.raises(HusaiError, match='cannot encode'): activation_match(a.W_dec[0], b, X)
+    dead, _, _ = act_pair(dead_a=range(80))
+    with pytest.raises(HusaiError, match='no latent of a fires'): activation_match(dead, b, X)
