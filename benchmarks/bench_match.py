@@ -3,6 +3,7 @@
     python benchmarks/bench_match.py                      # 16,384 x 16,384 latents in d 768: husai, scipy, lap
     python benchmarks/bench_match.py --m 32768 65536 --only husai          # larger, husai alone (dense cannot)
     python benchmarks/bench_match.py --device cuda --m 131072 --d 4096 --only husai   # on a GPU
+    python benchmarks/bench_match.py --pair               # what `husai stability` needs for two SAEs (see below)
 
 The dictionaries are SAE-like: latents share a low-rank "family" component (so near neighbours are
 closer than in an isotropic cloud), a fraction `--shared` of B's latents are noisy copies of A's
@@ -18,6 +19,12 @@ Contenders, each in a fresh subprocess that builds its inputs first:
 reset it (the inputs are built before), and "extra" that minus the resident memory before the call;
 on CUDA the peak of torch's allocator is printed too. husai runs before and after the dense solvers
 (the machine may be shared; the mean of the two is used), and the RESULT lines print the ratios.
+
+`--pair` times what a stability report of two SAEs needs (decoders and encoders, the encoder
+pair built like the decoder pair with the same partners): `separate` calls `mmcs`,
+`hungarian_mcc` and `shared_fraction` one after another; `pair` calls `stability_pair` and then
+the three `isotropic_baseline`s, cold (a fresh cache folder: the Monte Carlo draws are made) and
+warm (from that cache).
 """
 import argparse, json, os, subprocess, sys, time
 
@@ -66,6 +73,29 @@ def one(case, m, d, shared, device):
             C = dense_cos(); cost = np.negative(C, dtype=np.float64)
             _, x, _ = lap.lapjv(cost)
             return float(C[np.arange(m), x].astype(np.float64).mean())
+    elif case in ('pair', 'separate'):
+        import tempfile
+        from husai.stability import Weights, stability_pair, mmcs, hungarian_mcc, shared_fraction
+        from husai.baselines import isotropic_baseline
+        X, Y = sae_pair(m, 2 * d, shared, device=device)          # decoder | encoder, partners shared by both
+        s1, s2 = Weights(X[:, :d], X[:, d:].T), Weights(Y[:, :d], Y[:, d:].T)
+        root = tempfile.mkdtemp()
+        def base():
+            t0 = time.perf_counter()
+            vals = {mt: isotropic_baseline(mt, d, m, root=root, device=device)['value'] for mt in ('mmcs', 'hungarian_mcc', 'shared_fraction')}
+            return vals, time.perf_counter() - t0
+        def fn():
+            if case == 'separate':
+                r = {'mmcs': mmcs(s1, s2, device=device), 'hungarian_mcc': hungarian_mcc(s1, s2, device=device),
+                     'shared_fraction': shared_fraction(s1, s2, device=device)}
+            else:
+                t0 = time.perf_counter(); r = stability_pair(s1, s2, device=device); out['metrics_s'] = time.perf_counter() - t0
+                out['exact'] = bool(r['exact'])
+                (b, out['baselines_cold_s']), (_, out['baselines_warm_s']) = base(), base()
+                out['baselines'] = b
+                out['total_warm_s'] = out['metrics_s'] + out['baselines_warm_s']
+            out['metrics'] = {k: r[k] for k in ('mmcs', 'hungarian_mcc', 'shared_fraction')}
+            return r['hungarian_mcc']
     elif case == 'husai':
         from husai.stability import match
         def fn():
@@ -104,6 +134,17 @@ def have_lap():
     except ImportError: return False
     return True
 
+def main_pair(m, d, shared, device):
+    print(f"# what a stability report of two SAEs of {m} latents in d={d} needs; device {device}")
+    sep = run('separate', m, d, shared, device); pr = run('pair', m, d, shared, device)
+    print(f"separate: mmcs + hungarian_mcc + shared_fraction {sep['time_s']:.1f} s, +{sep['extra_mb']:.0f} MB; {sep['metrics']}")
+    print(f"pair:     stability_pair {pr['metrics_s']:.1f} s, +{pr['extra_mb']:.0f} MB; {pr['metrics']}; exact={pr['exact']}")
+    print(f"          isotropic baselines {pr['baselines']}: cold {pr['baselines_cold_s']:.1f} s, warm {pr['baselines_warm_s'] * 1e3:.0f} ms")
+    same = all(abs(sep['metrics'][k] - pr['metrics'][k]) < 1e-6 for k in sep['metrics'])
+    print(f"RESULT two {m}-latent SAEs, d {d}: metrics + baselines with a warm cache {pr['total_warm_s']:.1f} s (target <= 30 s); "
+          f"separate functions {sep['time_s']:.1f} s ({sep['time_s'] / pr['metrics_s']:.1f}x stability_pair alone); "
+          f"cold baseline cost {pr['baselines_cold_s']:.0f} s once per shape; same values: {same}")
+
 def main(sizes, d, shared, device, only):
     print(f"# two SAE-like dictionaries of m latents in d={d}, {shared:.0%} with a partner; device {device}, "
           f"{os.environ.get('BENCH_THREADS', '2')} threads")
@@ -136,6 +177,8 @@ if __name__ == '__main__':
     ap.add_argument('--shared', type=float, default=0.6, help='fraction of latents with a partner')
     ap.add_argument('--device', default='cpu', help="where husai computes (and the inputs live): 'cpu' or 'cuda'")
     ap.add_argument('--only', choices=['husai'], help='skip the dense solvers')
+    ap.add_argument('--pair', action='store_true', help='time the three metrics and baselines of two SAEs instead')
     a = ap.parse_args()
     if a.one: one(a.one, a.m[0], a.d, a.shared, a.device)
+    elif a.pair: main_pair(a.m[0], a.d, a.shared, a.device)
     else: main(a.m, a.d, a.shared, a.device, a.only)

@@ -17,7 +17,7 @@ from .core import HusaiError, get_device
 
 # %% auto #0
 __all__ = ['DEFAULT_BUDGET', 'DEFAULT_MAX_DENSE', 'DENSE_CELLS', 'METRICS', 'Weights', 'decoder_rows', 'encoder_rows',
-           'split_seeds', 'max_cos', 'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction',
+           'split_seeds', 'max_cos', 'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction', 'stability_pair',
            'ActivationMatching', 'activation_match', 'Pairwise', 'pairwise', 'alive_latents', 'alive_mmcs',
            'live_matched_cosine', 'load_sae_dirs', 'stability_summary', 'format_summary', 'add_cli']
 
@@ -185,31 +185,37 @@ class _Screen(NamedTuple):
     best_rows: Callable    # (cols, kc) -> rows, cols, screened values: each column's kc best rows
     exact_vals: bool = False          # the screened values are the exact ones
     diag: np.ndarray | None = None    # exact values of the pairs (i, i), if the pass kept them
+    low_idx: np.ndarray | None = None # [m1, kn] each row's kn lowest columns, and their screened values (if asked: for mmcs)
+    low_val: np.ndarray | None = None
+    gmin: np.ndarray | None = None    # [ceil(m1 / g), m2] screened minima over the row groups (if asked)
 
-def _group_max(blk: torch.Tensor, g: int) -> torch.Tensor:
-    "Maxima over consecutive groups of `g` rows (the last group may be shorter)."
+def _group_max(blk: torch.Tensor, g: int, op=torch.amax) -> torch.Tensor:
+    "Maxima (or `op=torch.amin` minima) over consecutive groups of `g` rows (the last group may be shorter)."
     n, m = blk.shape; full = n // g * g
-    parts = ([blk[:full].view(-1, g, m).amax(1)] if full else []) + ([blk[full:].amax(0, keepdim=True)] if full < n else [])
+    parts = ([op(blk[:full].view(-1, g, m), 1)] if full else []) + ([op(blk[full:], 0, keepdim=True)] if full < n else [])
     return torch.cat(parts)
 
 # %% ../nbs/07_stability.ipynb #0ec9dd36
-def _screen(A64, B64, k: int, budget: int, absolute: bool, dtype) -> _Screen:
-    "One pass over the m1 x m2 screened cosines in blocks of at most `budget` bytes."
+def _screen(A64, B64, k: int, budget: int, absolute: bool, dtype, lows: int = 0) -> _Screen:
+    "One pass over the m1 x m2 screened cosines in blocks of at most `budget` bytes (and each row's `lows` lowest, if > 0)."
     A, B = A64.to(dtype), B64.to(dtype)
     (m1, m2), lift, g = (len(A), len(B)), _lift_fn(A.shape[1], dtype), 16
-    while math.ceil(m1 / g) * m2 * 4 > budget // 2 and g < m1: g *= 2
+    while math.ceil(m1 / g) * m2 * 4 * (2 if lows else 1) > budget // 2 and g < m1: g *= 2
     r = max(g, min(m1, int(budget) // (m2 * A.element_size())) // g * g)
-    buf, idx, val, kth, gm = torch.empty(min(r, m1), m2, dtype=dtype, device=A.device), [], [], [], []
+    buf, out = torch.empty(min(r, m1), m2, dtype=dtype, device=A.device), [[] for _ in range(7)]
     with _strict_matmul():
         for i in range(0, m1, r):
             blk = torch.matmul(A[i:i+r], B.T, out=buf[:len(A[i:i+r])])
             if absolute: blk.abs_()
-            v, j = blk.topk(k, dim=1, sorted=False)
-            v = v.float(); idx.append(j.cpu()); val.append(v.cpu())
-            kth.append(lift(v.amin(1)).cpu()); gm.append(lift(_group_max(blk, g).float()).cpu())
+            v, j = blk.topk(k, dim=1, sorted=False); v = v.float()
+            parts = [j, v, lift(v.amin(1)), lift(_group_max(blk, g).float())]
+            if lows:
+                lv, lj = blk.topk(lows, dim=1, largest=False, sorted=False)
+                parts += [lj, lv.float(), _group_max(blk, g, torch.amin).float()]
+            for o, p in zip(out, parts): o.append(p.cpu())
+    out = [torch.cat(o).numpy() if o else None for o in out]
     best = lambda cols, kc: _best_rows(A, B, cols, kc, absolute, budget)
-    return _Screen(torch.cat(idx).numpy(), torch.cat(val).numpy(), torch.cat(kth).double().numpy(),
-                  torch.cat(gm).numpy(), g, lift, best)
+    return _Screen(out[0], out[1], out[2].astype(np.float64), out[3], g, lift, best, low_idx=out[4], low_val=out[5], gmin=out[6])
 
 # %% ../nbs/07_stability.ipynb #88feaf96
 def _pair_cos(A64, B64, rows, cols, absolute: bool, chunk: int = 2048) -> np.ndarray:
@@ -385,31 +391,34 @@ def _dense(A64, B64, absolute: bool):
     r, c = linear_sum_assignment(C, maximize=True)
     return r, c, C[r, c]
 
-def match(A, B, *, signed: bool = True, method: str = 'auto', k: int = 32, screen: str = 'auto', max_rounds: int = 50,
-          tol: float = 1e-9, max_dense: int = DEFAULT_MAX_DENSE, budget: int = DEFAULT_BUDGET, device=None) -> Matching:
-    "The one-to-one matching of the rows of `A` and `B` maximising summed (signed, or absolute) cosine, proved optimal."
+def _match(A, B, signed, method, k, screen, max_rounds, tol, max_dense, budget, device, lows: int = 0):
+    "`match`, and what the sparse path saw: (Matching, (screen, X64, Y64, transposed) or None if dense)."
     A0, B0 = decoder_rows(A), decoder_rows(B)
     _check_pair(A0, B0)
     if method not in ('auto', 'dense', 'sparse'): raise HusaiError(f"method must be 'auto', 'dense' or 'sparse', got {method!r}")
     if int(k) < 1: raise HusaiError(f"k (candidates per row) must be >= 1, got {k}")
     dev = get_device(device if device is not None else (A0.device if A0.device.type != 'cpu' else None))
     A64, B64 = _unit64(A0, dev), _unit64(B0, dev)
-    m1, m2 = len(A64), len(B64); n, fits = min(m1, m2), m1 * m2 * 8 <= max_dense
+    m1, m2 = len(A64), len(B64); n, fits, flip = min(m1, m2), m1 * m2 * 8 <= max_dense, m1 > m2
     if method == 'dense' or (method == 'auto' and fits and m1 * m2 <= DENSE_CELLS):
         r, c, cos = _dense(A64, B64, not signed)
-        return Matching(r, c, cos, 'dense', True, float(cos.mean()))
-    X, Y = (B64, A64) if m1 > m2 else (A64, B64)
-    dtype = _screen_dtype(screen, dev)
-    scr = _screen(X, Y, min(int(k), len(Y)), budget, not signed, dtype)
+        return Matching(r, c, cos, 'dense', True, float(cos.mean())), None
+    (X, Y), dtype = ((B64, A64) if flip else (A64, B64)), _screen_dtype(screen, dev)
+    scr = _screen(X, Y, min(int(k), len(Y)), budget, not signed, dtype, lows)
     mcol, cos, ub, info = _certify(scr, lambda r, c: _pair_cos(X, Y, r, c, not signed), len(Y), max_rounds, tol)
     info['screen'] = str(dtype).replace('torch.', '')
-    rows, cols = (mcol, np.arange(n)) if m1 > m2 else (np.arange(n), mcol)
+    rows, cols = (mcol, np.arange(n)) if flip else (np.arange(n), mcol)
     o = np.argsort(rows); rows, cols, cos = rows[o], cols[o], cos[o]
     gap = max(0.0, ub / n - float(cos.mean()))
     if gap > tol and method == 'auto' and fits:
         r, c, cd = _dense(A64, B64, not signed)
-        return Matching(r, c, cd, 'dense', True, float(cd.mean()), 0.0, {**info, 'sparse_gap': gap})
-    return Matching(rows, cols, cos, 'sparse', gap <= tol, ub / n, gap, info)
+        return Matching(r, c, cd, 'dense', True, float(cd.mean()), 0.0, {**info, 'sparse_gap': gap}), None
+    return Matching(rows, cols, cos, 'sparse', gap <= tol, ub / n, gap, info), (scr, X, Y, flip)
+
+def match(A, B, *, signed: bool = True, method: str = 'auto', k: int = 32, screen: str = 'auto', max_rounds: int = 50,
+          tol: float = 1e-9, max_dense: int = DEFAULT_MAX_DENSE, budget: int = DEFAULT_BUDGET, device=None) -> Matching:
+    "The one-to-one matching of the rows of `A` and `B` maximising summed (signed, or absolute) cosine, proved optimal."
+    return _match(A, B, signed, method, k, screen, max_rounds, tol, max_dense, budget, device)[0]
 
 # %% ../nbs/07_stability.ipynb #ba2cce93
 def hungarian_mcc(D1, D2, *, detail: bool = False, signed: bool = True, method: str = 'auto', k: int = 32,
@@ -427,12 +436,16 @@ def shared_fraction(sae1, sae2, threshold: float = 0.7, *, detail: bool = False,
     kw = dict(method=method, k=k, max_dense=max_dense, budget=budget, device=device)
     dec = match(decoder_rows(sae1), decoder_rows(sae2), **kw)
     enc = match(encoder_rows(sae1), encoder_rows(sae2), **kw)
-    m1 = decoder_rows(sae1).shape[0]; n = len(dec.cos)
+    return _shared(dec, enc, decoder_rows(sae1).shape[0], threshold, detail)
+
+def _shared(dec: Matching, enc: Matching, m1: int, threshold, detail: bool):
+    "Paulo & Belrose's shared fraction (at one threshold or several) from a decoder and an encoder matching."
+    n = len(dec.cos)
     def per_row(mt):
         cos, partner = np.full(m1, -np.inf), np.full(m1, -1)
         cos[mt.rows], partner[mt.rows] = mt.cos, mt.cols
         return cos, partner
-    dc, dp = per_row(dec); ec, ep = per_row(enc)
+    (dc, dp), (ec, ep) = per_row(dec), per_row(enc)
     def at(t):
         shared = float(((dc > t) & (ec > t)).sum() / n)
         if not detail: return shared
@@ -440,6 +453,67 @@ def shared_fraction(sae1, sae2, threshold: float = 0.7, *, detail: bool = False,
                 'agree': float(((dp == ep) & (dp >= 0)).sum() / n), 'decoder_mcc': dec.mean, 'encoder_mcc': enc.mean,
                 'threshold': t, 'n': n, 'exact': dec.exact and enc.exact}
     return {float(t): at(float(t)) for t in threshold} if np.ndim(threshold) else at(threshold)
+
+# %% ../nbs/07_stability.ipynb #f7afdd5a
+def _full_rows(X64, Y64, rows, budget: int) -> np.ndarray:
+    "Exact max |cosine| of the given rows of X64 against all rows of Y64 (float64 blocks)."
+    step = max(1, int(budget) // (8 * len(Y64)))
+    return np.concatenate([(X64[torch.as_tensor(rows[s:s+step], device=X64.device)] @ Y64.T).abs().amax(1).cpu().numpy()
+                           for s in range(0, len(rows), step)] or [np.zeros(0)])
+
+def _abs_rows(scr: _Screen, exact: Callable, X64, Y64, budget: int):
+    "Exact max_j |c[i, j]| of every row, and the bound on |c| of each row's pairs outside its candidates."
+    m1 = len(scr.idx); lift = scr.lift
+    I = np.concatenate([scr.idx, scr.low_idx], 1); V = np.concatenate([scr.val, scr.low_val], 1).astype(np.float64)
+    ub = np.maximum(lift(V), lift(-V))                               # bound on |c| of each candidate
+    first = np.abs(V).argmax(1); R0, C0 = np.arange(m1), I[np.arange(m1), first]
+    E = np.abs(exact(R0, C0))
+    more = ub > E[:, None]; more[np.arange(m1), first] = False
+    R1, C1 = np.nonzero(more)[0], I[more]; e1 = np.abs(exact(R1, C1))
+    E = np.maximum(E, _row_max(m1, R1, e1))
+    other = np.maximum(scr.row_bound, lift(-scr.low_val.max(1).astype(np.float64)))   # every non-candidate pair
+    unsure = np.flatnonzero(other > E)
+    E[unsure] = _full_rows(X64, Y64, unsure, budget)
+    return E, other
+
+# %% ../nbs/07_stability.ipynb #aa457285
+def _abs_maxima(scr: _Screen, exact: Callable, X64, Y64, budget: int):
+    "Exact max |cosine| of every row and every column, from a signed screen that kept its rows' lowest values."
+    m1, m2, g, lift = len(scr.idx), scr.gmax.shape[1], scr.g, scr.lift
+    I = np.concatenate([scr.idx, scr.low_idx], 1); V = np.concatenate([scr.val, scr.low_val], 1).astype(np.float64)
+    ub = np.maximum(lift(V), lift(-V)); R = np.repeat(np.arange(m1), I.shape[1]); I, V, ub = I.reshape(-1), V.reshape(-1), ub.reshape(-1)
+    rows, other = _abs_rows(scr, exact, X64, Y64, budget)
+    # columns: the exact best over the candidates that can matter, then the groups whose bound reaches it
+    first = _row_max(m2, I, np.abs(V))[I] <= np.abs(V)                # each column's best-looking candidate(s)
+    E = _row_max(m2, I[first], np.abs(exact(R[first], I[first])))
+    more = ~first & (ub > E[I]); E = np.maximum(E, _row_max(m2, I[more], np.abs(exact(R[more], I[more]))))
+    G = np.arange(len(scr.gmax))
+    bound = np.minimum(_row_max(len(G), np.arange(m1) // g, other)[:, None],
+                       np.maximum(scr.gmax.astype(np.float64), lift(-scr.gmin.astype(np.float64))))
+    gs, js = np.nonzero(bound > E[None, :])
+    if len(gs):
+        rr = (gs[:, None] * g + np.arange(g)[None]).reshape(-1); jj = np.repeat(js, g); ok = rr < m1
+        E = np.maximum(E, _row_max(m2, jj[ok], np.abs(exact(rr[ok], jj[ok]))))
+    return rows, E
+
+# %% ../nbs/07_stability.ipynb #8e0521f3
+def stability_pair(sae1, sae2, threshold: float = 0.7, *, k: int = 32, screen: str = 'auto', max_rounds: int = 50,
+                   tol: float = 1e-9, max_dense: int = DEFAULT_MAX_DENSE, budget: int = DEFAULT_BUDGET, device=None) -> dict:
+    "`mmcs`, `hungarian_mcc` and `shared_fraction` of two SAEs from two passes (decoders, encoders) instead of four."
+    kw = dict(signed=True, method='auto', k=k, screen=screen, max_rounds=max_rounds, tol=tol, max_dense=max_dense,
+              budget=budget, device=device)
+    dec, seen = _match(sae1, sae2, lows=4, **kw)
+    if seen is None:                                         # small: the dense path, mmcs from the blocked pass
+        a, b = max_cos(sae1, sae2, absolute=True, budget=budget, device=device); ra, cb = a.cpu().numpy(), b.cpu().numpy()
+    else:
+        scr, X, Y, flip = seen
+        rx, cy = _abs_maxima(scr, lambda r, c: _pair_cos(X, Y, r, c, False), X, Y, budget)
+        ra, cb = (cy, rx) if flip else (rx, cy)
+    enc = match(encoder_rows(sae1), encoder_rows(sae2), **{**kw, 'signed': True})
+    a2b, b2a = float(np.mean(ra)), float(np.mean(cb))
+    sh = _shared(dec, enc, len(decoder_rows(sae1)), threshold, detail=True)
+    return {'mmcs': (a2b + b2a) / 2, 'a_to_b': a2b, 'b_to_a': b2a, 'hungarian_mcc': dec.mean, **sh,
+            'exact': dec.exact and enc.exact, 'gap': max(dec.gap, enc.gap)}
 
 # %% ../nbs/07_stability.ipynb #185665f5
 def _encoder(sae, seed: int, device):

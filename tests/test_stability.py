@@ -359,3 +359,33 @@ def test_activation_match_inputs_weights_batches_and_errors():
     with pytest.raises(HusaiError, match='cannot encode'): activation_match(a.W_dec[0], b, X)
     dead, _, _ = act_pair(dead_a=range(80))
     with pytest.raises(HusaiError, match='no latent of a fires'): activation_match(dead, b, X)
+
+# ---------------------------------------------------------------------------------------------
+# stability_pair: the three metrics from two passes, mmcs exact from the decoder matching's screen
+
+from husai.stability import stability_pair
+
+@pytest.mark.parametrize('m1,m2,screen', [(2500, 2500, 'bfloat16'), (2100, 3000, 'float32'), (3000, 2100, 'bfloat16')])
+def test_stability_pair_equals_the_three_metrics(m1, m2, screen):
+    g = torch.Generator().manual_seed(m1 + m2)
+    d1, e1 = torch.randn(m1, 24, generator=g), torch.randn(m1, 24, generator=g)
+    d2, e2 = torch.randn(m2, 24, generator=g), torch.randn(m2, 24, generator=g)
+    n = min(m1, m2) // 2
+    d2[:n] = -(d1[:n] + 0.3 * torch.randn(n, 24, generator=g))         # strongest cosines negative for some latents
+    e2[:n] = e1[:n] + 0.3 * torch.randn(n, 24, generator=g)
+    s1, s2 = Weights(d1, e1.T), Weights(d2, e2.T)
+    sp = stability_pair(s1, s2, screen=screen)
+    C = (unit(d1) @ unit(d2).T).abs()
+    assert sp['a_to_b'] == pytest.approx(C.max(1).values.mean().item(), abs=1e-12)   # exact, against float64
+    assert sp['b_to_a'] == pytest.approx(C.max(0).values.mean().item(), abs=1e-12)
+    assert sp['mmcs'] == pytest.approx(mmcs(s1, s2), abs=1e-6)
+    assert sp['hungarian_mcc'] == pytest.approx(dense_opt(d1, d2), abs=1e-9)
+    sf = shared_fraction(s1, s2, detail=True)
+    for key in ('shared_fraction', 'decoder_only', 'agree', 'n'): assert sp[key] == sf[key]
+    assert sp['exact'] and sp['gap'] <= 1e-9
+
+def test_stability_pair_small_uses_dense_and_agrees():
+    s1 = Weights(rnd(60, 8, 0), rnd(8, 60, 1)); s2 = Weights(rnd(50, 8, 2), rnd(8, 50, 3))
+    sp = stability_pair(s1, s2)
+    assert sp['mmcs'] == pytest.approx(mmcs(s1, s2), abs=1e-7) and sp['hungarian_mcc'] == pytest.approx(hungarian_mcc(s1, s2), abs=1e-12)
+    assert sp['shared_fraction'] == shared_fraction(s1, s2)
