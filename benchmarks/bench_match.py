@@ -54,7 +54,7 @@ def sae_pair(m, d, shared=0.6, seed=0, rank=64, device='cpu'):
     B[:n] = D[:n] + (0.2 + 0.8 * torch.rand(n, 1, generator=g, device=device)) * latents(n)
     return A, B[torch.randperm(m, generator=g, device=device)]
 
-def one(case, m, d, shared, device):
+def one(case, m, d, shared, device, budget):
     import numpy as np, torch
     torch.set_num_threads(int(os.environ.get('BENCH_THREADS', '2')))
     A, B = sae_pair(m, d, shared, device=device)
@@ -89,7 +89,7 @@ def one(case, m, d, shared, device):
                 r = {'mmcs': mmcs(s1, s2, device=device), 'hungarian_mcc': hungarian_mcc(s1, s2, device=device),
                      'shared_fraction': shared_fraction(s1, s2, device=device)}
             else:
-                t0 = time.perf_counter(); r = stability_pair(s1, s2, device=device); out['metrics_s'] = time.perf_counter() - t0
+                t0 = time.perf_counter(); r = stability_pair(s1, s2, device=device, budget=budget); out['metrics_s'] = time.perf_counter() - t0
                 out['exact'] = bool(r['exact'])
                 (b, out['baselines_cold_s']), (_, out['baselines_warm_s']) = base(), base()
                 out['baselines'] = b
@@ -99,7 +99,7 @@ def one(case, m, d, shared, device):
     elif case == 'husai':
         from husai.stability import match
         def fn():
-            r = match(A, B, method='sparse', device=device)
+            r = match(A, B, method='sparse', device=device, budget=budget)
             out.update(exact=r.exact, gap=r.gap, upper_bound=r.upper_bound, info=r.info)
             return r.mean
     else: raise SystemExit(f'unknown case {case}')
@@ -114,7 +114,8 @@ def one(case, m, d, shared, device):
     print(json.dumps(out))
 
 def run(case, m, d, shared, device):
-    cmd = [sys.executable, __file__, '--one', case, '--m', str(m), '--d', str(d), '--shared', str(shared), '--device', device]
+    cmd = [sys.executable, __file__, '--one', case, '--m', str(m), '--d', str(d), '--shared', str(shared), '--device', device,
+           '--budget-mb', str(BUDGET_MB)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode: raise RuntimeError(f'{case} failed:\n{r.stderr[-3000:]}')
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -147,7 +148,7 @@ def main_pair(m, d, shared, device):
 
 def main(sizes, d, shared, device, only):
     print(f"# two SAE-like dictionaries of m latents in d={d}, {shared:.0%} with a partner; device {device}, "
-          f"{os.environ.get('BENCH_THREADS', '2')} threads")
+          f"{os.environ.get('BENCH_THREADS', '2')} threads, husai block budget {BUDGET_MB} MiB")
     for m in sizes:
         dense = [] if only == 'husai' else ['scipy'] + (['lap'] if have_lap() else [])
         if only != 'husai' and not have_lap(): print("(lap is not installed: pip install lap)")
@@ -178,7 +179,9 @@ if __name__ == '__main__':
     ap.add_argument('--device', default='cpu', help="where husai computes (and the inputs live): 'cpu' or 'cuda'")
     ap.add_argument('--only', choices=['husai'], help='skip the dense solvers')
     ap.add_argument('--pair', action='store_true', help='time the three metrics and baselines of two SAEs instead')
+    ap.add_argument('--budget-mb', type=int, help="husai's block budget in MiB (default: the library's, 256; on a GPU try 8192)")
     a = ap.parse_args()
-    if a.one: one(a.one, a.m[0], a.d, a.shared, a.device)
+    BUDGET_MB = a.budget_mb or 256
+    if a.one: one(a.one, a.m[0], a.d, a.shared, a.device, BUDGET_MB * 2**20)
     elif a.pair: main_pair(a.m[0], a.d, a.shared, a.device)
     else: main(a.m, a.d, a.shared, a.device, a.only)

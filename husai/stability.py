@@ -187,7 +187,7 @@ class _Screen(NamedTuple):
     diag: np.ndarray | None = None    # exact values of the pairs (i, i), if the pass kept them
     low_idx: np.ndarray | None = None # [m1, kn] each row's kn lowest columns, and their screened values (if asked: for mmcs)
     low_val: np.ndarray | None = None
-    gmin: np.ndarray | None = None    # [ceil(m1 / g), m2] screened minima over the row groups (if asked)
+    gabs: np.ndarray | None = None    # [ceil(m1 / g), m2] bound on |exact value| over each row group (if asked)
 
 def _group_max(blk: torch.Tensor, g: int, op=torch.amax) -> torch.Tensor:
     "Maxima (or `op=torch.amin` minima) over consecutive groups of `g` rows (the last group may be shorter)."
@@ -211,11 +211,11 @@ def _screen(A64, B64, k: int, budget: int, absolute: bool, dtype, lows: int = 0)
             parts = [j, v, lift(v.amin(1)), lift(_group_max(blk, g).float())]
             if lows:
                 lv, lj = blk.topk(lows, dim=1, largest=False, sorted=False)
-                parts += [lj, lv.float(), _group_max(blk, g, torch.amin).float()]
+                parts += [lj, lv.float(), torch.maximum(parts[3], lift(-_group_max(blk, g, torch.amin).float()))]
             for o, p in zip(out, parts): o.append(p.cpu())
     out = [torch.cat(o).numpy() if o else None for o in out]
     best = lambda cols, kc: _best_rows(A, B, cols, kc, absolute, budget)
-    return _Screen(out[0], out[1], out[2].astype(np.float64), out[3], g, lift, best, low_idx=out[4], low_val=out[5], gmin=out[6])
+    return _Screen(out[0], out[1], out[2].astype(np.float64), out[3], g, lift, best, low_idx=out[4], low_val=out[5], gabs=out[6])
 
 # %% ../nbs/07_stability.ipynb #88feaf96
 def _pair_cos(A64, B64, rows, cols, absolute: bool, chunk: int = 2048) -> np.ndarray:
@@ -488,9 +488,9 @@ def _abs_maxima(scr: _Screen, exact: Callable, X64, Y64, budget: int):
     E = _row_max(m2, I[first], np.abs(exact(R[first], I[first])))
     more = ~first & (ub > E[I]); E = np.maximum(E, _row_max(m2, I[more], np.abs(exact(R[more], I[more]))))
     G = np.arange(len(scr.gmax))
-    bound = np.minimum(_row_max(len(G), np.arange(m1) // g, other)[:, None],
-                       np.maximum(scr.gmax.astype(np.float64), lift(-scr.gmin.astype(np.float64))))
-    gs, js = np.nonzero(bound > E[None, :])
+    maxO = (_row_max(len(G), np.arange(m1) // g, other) + 1e-7).astype(np.float32)   # float32, rounded outwards
+    E32 = (E - 1e-7).astype(np.float32)[None, :]
+    gs, js = np.nonzero((scr.gabs > E32) & (maxO[:, None] > E32))
     if len(gs):
         rr = (gs[:, None] * g + np.arange(g)[None]).reshape(-1); jj = np.repeat(js, g); ok = rr < m1
         E = np.maximum(E, _row_max(m2, jj[ok], np.abs(exact(rr[ok], jj[ok]))))
@@ -509,9 +509,9 @@ def stability_pair(sae1, sae2, threshold: float = 0.7, *, k: int = 32, screen: s
         scr, X, Y, flip = seen
         rx, cy = _abs_maxima(scr, lambda r, c: _pair_cos(X, Y, r, c, False), X, Y, budget)
         ra, cb = (cy, rx) if flip else (rx, cy)
-    enc = match(encoder_rows(sae1), encoder_rows(sae2), **{**kw, 'signed': True})
+    enc = match(encoder_rows(sae1), encoder_rows(sae2), **kw)
     a2b, b2a = float(np.mean(ra)), float(np.mean(cb))
-    sh = _shared(dec, enc, len(decoder_rows(sae1)), threshold, detail=True)
+    sh = _shared(dec, enc, int(max(dec.rows.max(), enc.rows.max())) + 1, threshold, detail=True)   # rows of sae1 that can match
     return {'mmcs': (a2b + b2a) / 2, 'a_to_b': a2b, 'b_to_a': b2a, 'hungarian_mcc': dec.mean, **sh,
             'exact': dec.exact and enc.exact, 'gap': max(dec.gap, enc.gap)}
 
