@@ -133,12 +133,13 @@ BASELINE_VERSION = 1   # bump when a metric's definition changes: old cached val
 def _draw_seed(seed: int, p: int, side: int) -> int:
     return int(config_hash({'seed': seed, 'draw': p, 'side': side}), 16) % 2**62
 
-def _isotropic_draw(metric: str, d_in: int, m1: int, m2: int, seed: int, p: int, threshold: float, device=None) -> float:
-    "`hungarian_mcc` or `shared_fraction` of one pair of independent isotropic SAEs (draw `p`)."
+def _isotropic_draw(metric: str, d_in: int, m1: int, m2: int, seed: int, p: int, threshold: float, device=None):
+    "`hungarian_mcc` or `shared_fraction` of one pair of independent isotropic SAEs (draw `p`), and whether its matchings were proved optimal."
     a = random_saes('isotropic', d_in, m1, [_draw_seed(seed, p, 0)], device=device)[0]
     b = random_saes('isotropic', d_in, m2, [_draw_seed(seed, p, 1)], device=device)[0]
-    if metric == 'hungarian_mcc': return match(a.W_dec, b.W_dec, device=device).mean
-    return float(shared_fraction(a, b, threshold, device=device))
+    if metric == 'hungarian_mcc':
+        m = match(a.W_dec, b.W_dec, device=device); return m.mean, m.exact
+    r = shared_fraction(a, b, threshold, detail=True, device=device); return r['shared_fraction'], r['exact']
 
 # %% ../nbs/08_baselines.ipynb #387b2c97
 def isotropic_baseline(metric: str, d_in: int, m1: int, m2: int | None = None, *, draws: int = 4, seed: int = 0,
@@ -164,9 +165,10 @@ def isotropic_baseline(metric: str, d_in: int, m1: int, m2: int | None = None, *
     if progress:
         from tqdm.auto import tqdm
         ps = tqdm(ps, desc=f'isotropic {metric}')
-    vals = [_isotropic_draw(metric, d_in, m1, m2, seed, p, threshold, device) for p in ps]
+    vals, exact = zip(*[_isotropic_draw(metric, d_in, m1, m2, seed, p, threshold, device) for p in ps])
+    vals = [float(v) for v in vals]
     res = {'value': float(np.mean(vals)), 'method': 'monte_carlo', 'draws': draws, 'seed': seed,
-           'se': float(np.std(vals, ddof=1) / math.sqrt(draws)), 'values': vals}
+           'se': float(np.std(vals, ddof=1) / math.sqrt(draws)), 'values': vals, 'exact': bool(all(exact))}
     if metric == 'shared_fraction': res['threshold'] = threshold
     if cache: save_json({'key': key, 'values': vals, 'result': res}, path)
     return {**out, **res, 'cached': False}
