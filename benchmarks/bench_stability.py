@@ -89,7 +89,7 @@ def main(small=False, reps=3):
     h = run('dense_match', m_h, d); print(show(h))
     print(f"RESULT hungarian_mcc dense at {m_h}: {h['time_s']:.2f} s, extra memory {h['extra_mb']:.0f} MB")
 
-    print(f"\n# sparse matching (top-k candidates + min_weight_full_bipartite_matching) vs dense at {m_agree} latents")
+    print(f"\n# certified sparse matching (candidates + dual certificate; see bench_match.py) vs dense at {m_agree} latents")
     dn = run('dense_match', m_agree, d); print(show(dn))
     for k in (32, 128):
         sp = run('sparse_match', m_agree, d, budget, k); print(show(sp))

@@ -12,8 +12,9 @@ from .core import HusaiError, get_device, make_generator
 from .stability import Weights, pairwise, METRICS
 
 # %% auto #0
-__all__ = ['BASELINE_KINDS', 'expected_max_cos', 'expected_mmcs', 'n_components', 'random_saes', 'untrained_saes',
-           'effective_rank', 'participation_ratio', 'variance_components', 'subspace_rank', 'baseline_pool']
+__all__ = ['BASELINE_KINDS', 'BASELINE_VERSION', 'expected_max_cos', 'expected_mmcs', 'n_components', 'random_saes',
+           'untrained_saes', 'effective_rank', 'participation_ratio', 'variance_components', 'subspace_rank',
+           'baseline_pool', 'shared_fraction_bound', 'isotropic_baseline']
 
 # %% ../nbs/08_baselines.ipynb #0e94fc84
 def expected_max_cos(d: int, N: int, absolute: bool = False) -> float:
@@ -141,3 +142,61 @@ def baseline_pool(kind: str, d_in: int, d_sae: int, seeds, acts=None, alive=None
                                                      torch.cat([live.W_enc, dead.W_enc.to(live.W_enc)], 1))
         out.append(Weights(live.W_dec, live.W_dec.T.contiguous()) if tied and kind != 'untrained' else live)
     return out
+
+# %% ../nbs/08_baselines.ipynb #cb9a57b3
+def shared_fraction_bound(d: int, m1: int, m2: int | None = None, threshold: float = 0.7) -> float:
+    "An upper bound on E[`shared_fraction`] of two independent isotropic SAEs (union bound over a latent's partners)."
+    m2 = m1 if m2 is None else m2
+    a = (d - 1) / 2
+    p = float(special.betainc(a, a, (1 - threshold) / 2))   # P(cos > t) = P((1 - cos)/2 < (1 - t)/2), by symmetry
+    n = min(m1, m2)
+    return min(1.0, m1 * min(1.0, m2 * p) ** 2 / n, m2 * min(1.0, m1 * p) ** 2 / n)
+
+# %% ../nbs/08_baselines.ipynb #c90bd117
+from .core import cache_dir, config_hash, save_json, load_json
+from .stability import match, shared_fraction
+
+BASELINE_VERSION = 1   # bump when a metric's definition changes: old cached values then stop matching
+
+def _draw_seed(seed: int, p: int, side: int) -> int:
+    return int(config_hash({'seed': seed, 'draw': p, 'side': side}), 16) % 2**62
+
+def _isotropic_draw(metric: str, d_in: int, m1: int, m2: int, seed: int, p: int, threshold: float, device=None):
+    "`hungarian_mcc` or `shared_fraction` of one pair of independent isotropic SAEs (draw `p`), and whether its matchings were proved optimal."
+    a = random_saes('isotropic', d_in, m1, [_draw_seed(seed, p, 0)], device=device)[0]
+    b = random_saes('isotropic', d_in, m2, [_draw_seed(seed, p, 1)], device=device)[0]
+    if metric == 'hungarian_mcc':
+        m = match(a.W_dec, b.W_dec, device=device); return m.mean, m.exact
+    r = shared_fraction(a, b, threshold, detail=True, device=device); return r['shared_fraction'], r['exact']
+
+# %% ../nbs/08_baselines.ipynb #387b2c97
+def isotropic_baseline(metric: str, d_in: int, m1: int, m2: int | None = None, *, draws: int = 4, seed: int = 0,
+                       threshold: float = 0.7, cache: bool = True, root=None, device=None, progress: bool = False) -> dict:
+    "The isotropic random baseline of `metric` for SAEs of `m1` and `m2` latents in `d_in` dims: exact, a negligible bound, or cached Monte Carlo."
+    m2 = m1 if m2 is None else m2
+    if metric not in ('mmcs', 'hungarian_mcc', 'shared_fraction'):
+        raise HusaiError(f"unknown metric {metric!r}; choose 'mmcs', 'hungarian_mcc' or 'shared_fraction'")
+    out = {'metric': metric, 'd_in': d_in, 'm1': m1, 'm2': m2}
+    if metric == 'mmcs': return {**out, 'value': expected_mmcs(d_in, m1, m2), 'method': 'exact', 'se': 0.0}
+    if metric == 'shared_fraction' and (b := shared_fraction_bound(d_in, m1, m2, threshold)) <= 1e-9:
+        return {**out, 'value': 0.0, 'method': 'bound', 'bound': b, 'se': 0.0, 'threshold': threshold}
+    if draws < 2: raise HusaiError(f"draws must be >= 2 (a standard error needs two), got {draws}")
+    key = {'metric': metric, 'kind': 'isotropic', 'd_in': d_in, 'm1': m1, 'm2': m2, 'draws': draws, 'seed': seed,
+           'version': BASELINE_VERSION, **({'threshold': threshold} if metric == 'shared_fraction' else {})}
+    path = cache_dir(root) / 'baselines' / f"{metric}-{config_hash(key)}.json"
+    if cache and path.exists():
+        try: rec = load_json(path)
+        except HusaiError: rec = None                          # a corrupt file is recomputed and replaced
+        if rec is not None and rec.get('key') == key and len(rec.get('values', [])) == draws:
+            return {**out, **rec['result'], 'cached': True}
+    ps = range(draws)
+    if progress:
+        from tqdm.auto import tqdm
+        ps = tqdm(ps, desc=f'isotropic {metric}')
+    vals, exact = zip(*[_isotropic_draw(metric, d_in, m1, m2, seed, p, threshold, device) for p in ps])
+    vals = [float(v) for v in vals]
+    res = {'value': float(np.mean(vals)), 'method': 'monte_carlo', 'draws': draws, 'seed': seed,
+           'se': float(np.std(vals, ddof=1) / math.sqrt(draws)), 'values': vals, 'exact': bool(all(exact))}
+    if metric == 'shared_fraction': res['threshold'] = threshold
+    if cache: save_json({'key': key, 'values': vals, 'result': res}, path)
+    return {**out, **res, 'cached': False}

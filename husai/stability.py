@@ -4,19 +4,22 @@
 
 # %% ../nbs/07_stability.ipynb #eb545272
 from __future__ import annotations
-import math
+import math, time
+from contextlib import contextmanager
+from functools import lru_cache
 from typing import Callable, NamedTuple
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-from .core import HusaiError
+from .core import HusaiError, get_device
 
 # %% auto #0
-__all__ = ['DEFAULT_BUDGET', 'DEFAULT_MAX_DENSE', 'METRICS', 'Weights', 'decoder_rows', 'encoder_rows', 'split_seeds', 'max_cos',
-           'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction', 'Pairwise', 'pairwise', 'alive_latents',
-           'alive_mmcs', 'live_matched_cosine']
+__all__ = ['DEFAULT_BUDGET', 'DEFAULT_MAX_DENSE', 'DENSE_CELLS', 'METRICS', 'Weights', 'decoder_rows', 'encoder_rows',
+           'split_seeds', 'max_cos', 'mmcs', 'Matching', 'match', 'hungarian_mcc', 'shared_fraction', 'stability_pair',
+           'ActivationMatching', 'activation_match', 'Pairwise', 'pairwise', 'alive_latents', 'alive_mmcs',
+           'live_matched_cosine']
 
 # %% ../nbs/07_stability.ipynb #c99c3fa7
 class Weights(NamedTuple):
@@ -109,91 +112,323 @@ def mmcs(D1, D2, *, detail: bool = False, budget: int = DEFAULT_BUDGET, device=N
     out = (a2b + b2a) / 2
     return {'mmcs': out, 'a_to_b': a2b, 'b_to_a': b2a} if detail else out
 
-# %% ../nbs/07_stability.ipynb #7f9fba5d
-DEFAULT_MAX_DENSE = 2**30   # bytes of float64 cosines up to which match() solves the dense problem
+# %% ../nbs/07_stability.ipynb #42e7534a
+DEFAULT_MAX_DENSE = 2**30   # bytes of float64 cosines up to which match() may build the dense problem
+DENSE_CELLS = 2**22         # below this many pairs (about 2k x 2k) method='auto' solves the dense problem directly
 
 class Matching(NamedTuple):
     "A one-to-one matching: `rows[i]` of the first dictionary is matched to `cols[i]` of the second, with cosine `cos[i]`."
     rows: np.ndarray
     cols: np.ndarray
     cos: np.ndarray
-    method: str          # 'dense' (scipy linear_sum_assignment) or 'sparse' (top-k candidate graph)
-    exact: bool          # True when provably the optimum over all pairs
-    upper_bound: float   # an upper bound on the best achievable mean cosine
+    method: str           # 'dense' (scipy linear_sum_assignment) or 'sparse' (candidate graph + dual certificate)
+    exact: bool           # proved optimal: the dense solver, or a dual certificate with gap <= tol
+    upper_bound: float    # a proved upper bound on the best achievable mean cosine
+    gap: float = 0.0      # upper_bound - mean: at most this far from the optimum
+    info: dict | None = None   # how the sparse solver got there (rounds, pairs, screening precision)
 
     @property
     def mean(self) -> float: return float(self.cos.mean())
 
-def _topk_candidates(A, B, k: int, budget: int, absolute: bool):
-    "Blockwise: each row of A's k best rows of B and each row of B's k best rows of A; also row and column maxima."
-    m1, m2 = len(A), len(B)
-    ka, kb = min(k, m2), min(k, m1)
-    r = max(1, int(budget) // (m2 * A.element_size()))
-    row_v, row_i = [], []
-    col_v = torch.full((kb, m2), -math.inf, dtype=A.dtype, device=A.device)
-    col_i = torch.zeros((kb, m2), dtype=torch.long, device=A.device)
-    for i in range(0, m1, r):
-        blk = A[i:i+r] @ B.T
-        if absolute: blk.abs_()
-        v, j = blk.topk(ka, dim=1); row_v.append(v); row_i.append(j)
-        v0, i0 = blk.topk(min(kb, len(blk)), dim=0)
-        v2, sel = torch.cat([col_v, v0]).topk(kb, dim=0)
-        col_i = torch.cat([col_i, i0 + i]).gather(0, sel); col_v = v2
-        del blk
-    return torch.cat(row_v), torch.cat(row_i), col_v, col_i
+# %% ../nbs/07_stability.ipynb #f3589fd2
+@lru_cache(maxsize=None)
+def _bf16_is_fast(device_type: str) -> bool:
+    "Whether bfloat16 matrix products beat float32 here: on CUDA yes; on CPU when it has native bf16 instructions."
+    if device_type == 'cuda': return True
+    try: flags = open('/proc/cpuinfo').read()
+    except OSError: flags = None
+    if flags is not None: return ('avx512_bf16' in flags or 'amx_bf16' in flags) and torch.backends.mkldnn.is_available()
+    a, b = torch.randn(256, 768), torch.randn(1024, 768)
+    def best(x, y): return min(_timed(lambda: x @ y.T) for _ in range(3))
+    return best(a.bfloat16(), b.bfloat16()) < 0.7 * best(a, b)
 
-def _sparse_match(A, B, k, budget, absolute):
-    m1, m2 = len(A), len(B)
-    while True:
-        rv, ri, cv, ci = _topk_candidates(A, B, k, budget, absolute)
-        rows = np.concatenate([np.repeat(np.arange(m1), ri.shape[1]), ci.T.reshape(-1).cpu().numpy()])
-        cols = np.concatenate([ri.reshape(-1).cpu().numpy(), np.repeat(np.arange(m2), ci.shape[0])])
-        vals = np.concatenate([rv.reshape(-1).double().cpu().numpy(), cv.T.reshape(-1).double().cpu().numpy()])
-        key, first = np.unique(rows.astype(np.int64) * m2 + cols, return_index=True)
-        G = csr_matrix((2.0 - vals[first], (key // m2, key % m2)), shape=(m1, m2))
-        try: r, c = min_weight_full_bipartite_matching(G); break
-        except ValueError:
-            if k >= max(m1, m2): raise
-            k *= 2
-    cos = 2.0 - np.asarray(G[r, c]).ravel()
-    n = min(m1, m2)
-    row_best = np.sort(rv[:, 0].double().cpu().numpy())[::-1][:n].sum()
-    col_best = np.sort(cv[0].double().cpu().numpy())[::-1][:n].sum()
-    return r, c, cos, min(row_best, col_best) / n
+def _timed(f) -> float:
+    t = time.perf_counter(); f(); return time.perf_counter() - t
 
-def _cos64(A0, B0, r, c, dev):
-    "Cosines of the matched pairs (rows r of A0, rows c of B0), recomputed in float64."
-    a = _unit(A0[torch.as_tensor(r, device=A0.device)].double(), dev)
-    b = _unit(B0[torch.as_tensor(c, device=B0.device)].double(), dev)
-    return (a * b).sum(1).cpu().numpy()
+def _screen_dtype(screen: str, device) -> torch.dtype:
+    if screen == 'auto': return torch.bfloat16 if _bf16_is_fast(torch.device(device).type) else torch.float32
+    out = {'bfloat16': torch.bfloat16, 'float32': torch.float32}.get(screen)
+    if out is None: raise HusaiError(f"screen must be 'auto', 'bfloat16' or 'float32', got {screen!r}")
+    return out
 
-def match(A, B, *, signed: bool = True, method: str = 'auto', k: int = 32,
-          max_dense: int = DEFAULT_MAX_DENSE, budget: int = DEFAULT_BUDGET, device=None) -> Matching:
-    "The one-to-one matching of the rows of `A` and `B` maximising summed (signed, or absolute) cosine."
+@contextmanager
+def _strict_matmul():
+    "float32 products in full float32 (no TF32) and bf16 products accumulated in float32, as the error bounds assume."
+    prec, red = torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+    torch.set_float32_matmul_precision('highest'); torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    try: yield
+    finally:
+        torch.set_float32_matmul_precision(prec); torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = red
+
+# %% ../nbs/07_stability.ipynb #b41df46a
+def _unit64(W: torch.Tensor, device) -> torch.Tensor:
+    "Rows of `W` scaled to unit length in float64 on `device`: the values every exact cosine is computed from."
+    W = W.to(device=device, dtype=torch.float64, copy=True)
+    return W.div_(W.norm(dim=1, keepdim=True).clamp_min_(1e-12))
+
+def _lift_fn(d: int, dtype):
+    "x -> an upper bound on the exact cosine (or |cosine|) of any pair whose screened value is at most x."
+    e = 2.0**-8 if dtype == torch.bfloat16 else 2.0**-24          # rounding of the unit rows
+    u = 2.0**-8 if dtype == torch.bfloat16 else 0.0               # rounding of a bf16 product's result
+    gam = d * 2.0**-24 / (1 - d * 2.0**-24)                        # float32 accumulation of d products
+    a, b = u / (1 - u), 1.01 * (2 * e + e * e + gam * (1 + e) ** 2) + 4e-6   # 4e-6: these float32 operations' own rounding
+    return lambda x: x + a * (x.clamp_min(0) if isinstance(x, torch.Tensor) else np.maximum(x, 0)) + b
+
+# %% ../nbs/07_stability.ipynb #6293f03c
+class _Screen(NamedTuple):
+    "What one blocked pass over all pairs leaves behind (for cosines here; activation correlations below)."
+    idx: np.ndarray        # [m1, k] each row's k best columns (by screened value)
+    val: np.ndarray        # [m1, k] their screened values
+    row_bound: np.ndarray  # [m1] no pair outside row i's k best has an exact value above row_bound[i]
+    gmax: np.ndarray       # [ceil(m1 / g), m2] no pair (i, j) has an exact value above gmax[i // g, j]
+    g: int
+    lift: Callable         # screened value -> bound on the exact one
+    best_rows: Callable    # (cols, kc) -> rows, cols, screened values: each column's kc best rows
+    exact_vals: bool = False          # the screened values are the exact ones
+    diag: np.ndarray | None = None    # exact values of the pairs (i, i), if the pass kept them
+    low_idx: np.ndarray | None = None # [m1, kn] each row's kn lowest columns, and their screened values (if asked: for mmcs)
+    low_val: np.ndarray | None = None
+    gabs: np.ndarray | None = None    # [ceil(m1 / g), m2] bound on |exact value| over each row group (if asked)
+
+def _group_max(blk: torch.Tensor, g: int, op=torch.amax) -> torch.Tensor:
+    "Maxima (or `op=torch.amin` minima) over consecutive groups of `g` rows (the last group may be shorter)."
+    n, m = blk.shape; full = n // g * g
+    parts = ([op(blk[:full].view(-1, g, m), 1)] if full else []) + ([op(blk[full:], 0, keepdim=True)] if full < n else [])
+    return torch.cat(parts)
+
+# %% ../nbs/07_stability.ipynb #0ec9dd36
+def _screen(A64, B64, k: int, budget: int, absolute: bool, dtype, lows: int = 0) -> _Screen:
+    "One pass over the m1 x m2 screened cosines in blocks of at most `budget` bytes (and each row's `lows` lowest, if > 0)."
+    A, B = A64.to(dtype), B64.to(dtype)
+    (m1, m2), lift, g = (len(A), len(B)), _lift_fn(A.shape[1], dtype), 16
+    while math.ceil(m1 / g) * m2 * 4 * (2 if lows else 1) > budget // 2 and g < m1: g *= 2
+    r = max(g, min(m1, int(budget) // (m2 * A.element_size())) // g * g)
+    buf, out = torch.empty(min(r, m1), m2, dtype=dtype, device=A.device), [[] for _ in range(7)]
+    with _strict_matmul():
+        for i in range(0, m1, r):
+            blk = torch.matmul(A[i:i+r], B.T, out=buf[:len(A[i:i+r])])
+            if absolute: blk.abs_()
+            v, j = blk.topk(k, dim=1, sorted=False); v = v.float()
+            parts = [j, v, lift(v.amin(1)), lift(_group_max(blk, g).float())]
+            if lows:
+                lv, lj = blk.topk(lows, dim=1, largest=False, sorted=False)
+                parts += [lj, lv.float(), torch.maximum(parts[3], lift(-_group_max(blk, g, torch.amin).float()))]
+            for o, p in zip(out, parts): o.append(p.cpu())
+    out = [torch.cat(o).numpy() if o else None for o in out]
+    best = lambda cols, kc: _best_rows(A, B, cols, kc, absolute, budget)
+    return _Screen(out[0], out[1], out[2].astype(np.float64), out[3], g, lift, best, low_idx=out[4], low_val=out[5], gabs=out[6])
+
+# %% ../nbs/07_stability.ipynb #88feaf96
+def _pair_cos(A64, B64, rows, cols, absolute: bool, chunk: int = 2048) -> np.ndarray:
+    "Exact (float64) cosines of the pairs (rows[t], cols[t])."
+    if A64.device.type == 'cpu':
+        a, b = A64.numpy(), B64.numpy()
+        out = [np.einsum('ij,ij->i', a[rows[s:s+chunk]], b[cols[s:s+chunk]]) for s in range(0, len(rows), chunk)]
+    else:
+        r, c = torch.as_tensor(rows, device=A64.device), torch.as_tensor(cols, device=A64.device)
+        out = [(A64[r[s:s+65536]] * B64[c[s:s+65536]]).sum(1).cpu().numpy() for s in range(0, len(r), 65536)]
+    out = np.concatenate(out) if out else np.zeros(0)
+    return np.abs(out) if absolute else out
+
+# %% ../nbs/07_stability.ipynb #545aa978
+class _Pairs:
+    "Known pairs: sorted keys i * m2 + j, a cosine (screened where `exact` is False), and which are in the solver's graph."
+    def __init__(self, m2: int, rows, cols, cos, exact: bool):
+        self.m2 = m2
+        self.keys, first = np.unique(np.asarray(rows, np.int64) * m2 + cols, return_index=True)
+        self.cos = np.asarray(cos, np.float64)[first]
+        self.in_graph, self.exact = np.ones(len(self.keys), bool), np.full(len(self.keys), exact)
+
+    rows = property(lambda self: self.keys // self.m2)
+    cols = property(lambda self: self.keys % self.m2)
+
+    def find(self, rows, cols) -> np.ndarray:
+        "Positions of the pairs (rows, cols) in the sorted keys; -1 where a pair is unknown."
+        q = np.asarray(rows, np.int64) * self.m2 + cols
+        at = np.minimum(np.searchsorted(self.keys, q), max(len(self.keys) - 1, 0))
+        return np.where(self.keys[at] == q, at, -1)
+
+    def add(self, rows, cols, cos, exact: bool, in_graph: bool = False):
+        "Add the unknown ones among the pairs (rows, cols)."
+        new = self.find(rows, cols) < 0; rows, cols, cos = rows[new], cols[new], cos[new]
+        keys = np.r_[self.keys, np.asarray(rows, np.int64) * self.m2 + cols]
+        o = np.argsort(keys, kind='stable')
+        self.keys, self.cos = keys[o], np.r_[self.cos, cos][o]
+        self.in_graph = np.r_[self.in_graph, np.full(len(rows), in_graph)][o]
+        self.exact = np.r_[self.exact, np.full(len(rows), exact)][o]
+
+    def make_exact(self, at, exact: Callable):
+        "Replace the screened values of the pairs at positions `at` by exact ones, `exact(rows, cols)`."
+        at = at[~self.exact[at]]
+        if len(at): self.cos[at] = exact(self.rows[at], self.cols[at]); self.exact[at] = True
+
+# %% ../nbs/07_stability.ipynb #dcdd2109
+def _relax(m: int, src, dst, w, x, tol: float = 1e-13):
+    "The largest y <= x with y[dst] <= y[src] + w on every edge (Bellman-Ford over changed nodes); None on a negative cycle."
+    o = np.argsort(src, kind='stable'); src, dst, w = src[o], dst[o], w[o]
+    ptr = np.searchsorted(src, np.arange(m + 1))
+    y = np.array(x, np.float64); front = np.flatnonzero(np.isfinite(y))
+    for _ in range(m + 1):
+        if not len(front): return y
+        cnt = ptr[front + 1] - ptr[front]
+        e = np.repeat(ptr[front] - np.cumsum(cnt) + cnt, cnt) + np.arange(cnt.sum())   # the edges leaving `front`
+        cand, to = y[src[e]] + w[e], dst[e]
+        better = cand < y[to] - tol
+        np.minimum.at(y, to[better], cand[better])
+        front = np.unique(to[better])
+    return None
+
+# %% ../nbs/07_stability.ipynb #e621e1b0
+def _duals(m1: int, m2: int, R, C, c, mcol, v0=None):
+    "Column duals making the matching `mcol` tight on the graph (R, C, c); v >= 0 and 0 on unused columns if m1 < m2."
+    cm = np.empty(m1); on = C == mcol[R]; cm[R[on]] = c[on]
+    src, dst, w = C[~on], mcol[R[~on]], cm[R[~on]] - c[~on]       # v[dst] <= v[src] + w
+    if m1 == m2: return _relax(m2, src, dst, w, np.zeros(m2) if v0 is None else v0)
+    used = np.zeros(m2, bool); used[mcol] = True
+    v = _relax(m2, src, dst, w, np.where(used, np.inf, 0.0))
+    if v is None: return None
+    z = ~np.isfinite(v)                                          # not reached from an unused column
+    if z.any():
+        inside, out = z[src] & z[dst], z[src] & ~z[dst]
+        y = _relax(m2, src[inside], dst[inside], w[inside], np.where(z, 0.0, np.inf))
+        if y is None: return None
+        v[z] = y[z] + max(0.0, -y[z].min(), (v[dst[out]] - w[out] - y[src[out]]).max(initial=-np.inf))
+    return np.maximum(v, 0.0)
+
+# %% ../nbs/07_stability.ipynb #68566987
+def _unchecked(u, v, scr: _Screen, pairs: _Pairs, chunk: int = 2**22):
+    "The unknown pairs (i, j) whose bound min(row_bound[i], gmax[i // g, j]) is not below u[i] + v[j]."
+    o = np.argsort(v); vs = v[o]
+    cnt = np.searchsorted(vs, scr.row_bound - u)               # per row: columns with v[j] < row_bound[i] - u[i]
+    ends, out_r, out_c = np.cumsum(cnt), [], []
+    for lo, hi in _row_chunks(ends, chunk):
+        c = cnt[lo:hi]; rows = np.repeat(np.arange(lo, hi), c)
+        cols = o[np.arange(len(rows)) - np.repeat(np.cumsum(c) - c, c)]
+        keep = u[rows] + v[cols] < scr.gmax[rows // scr.g, cols]
+        rows, cols = rows[keep], cols[keep]
+        new = pairs.find(rows, cols) < 0; out_r.append(rows[new]); out_c.append(cols[new])
+    return (np.concatenate(out_r), np.concatenate(out_c)) if out_r else (np.zeros(0, int), np.zeros(0, int))
+
+def _row_chunks(ends, chunk: int):
+    "Consecutive row ranges [lo, hi) holding about `chunk` items each, given the cumulative counts `ends`."
+    total = int(ends[-1]) if len(ends) else 0
+    cuts = np.unique(np.r_[0, np.searchsorted(ends, np.arange(chunk, total, chunk)), len(ends)])
+    return list(zip(cuts[:-1], cuts[1:]))
+
+def _row_max(m: int, rows, vals) -> np.ndarray:
+    out = np.full(m, -np.inf); np.maximum.at(out, rows, vals); return out
+
+# %% ../nbs/07_stability.ipynb #54aa8b42
+def _lap(m1: int, m2: int, R, C, c, u=None, v=None) -> np.ndarray:
+    "Each row's partner in an optimal full matching of the graph (scipy's sparse Jonker-Volgenant)."
+    w = 2.0 - c if u is None else u[R] - c + (v[C] if m1 == m2 else 0.0)
+    w = w - w.min() + 1.0                                        # > 0: a sparse matrix drops zero entries
+    rr, cc = min_weight_full_bipartite_matching(csr_matrix((w, (R, C)), shape=(m1, m2)))
+    mcol = np.empty(m1, np.int64); mcol[rr] = cc
+    return mcol
+
+def _best_rows(A, B, cols, kc: int, absolute: bool, budget: int):
+    "The kc best rows (by screened cosine) of each column in `cols`: rows, cols, screened cosines."
+    m1 = len(A); step = max(1, int(budget) // (m1 * A.element_size())); idx, val = [], []
+    with _strict_matmul():
+        for s in range(0, len(cols), step):
+            blk = B[torch.as_tensor(cols[s:s+step], device=B.device)] @ A.T
+            if absolute: blk.abs_()
+            v, i = blk.topk(min(kc, m1), dim=1); idx.append(i.cpu().numpy()); val.append(v.float().cpu().numpy())
+    top = np.concatenate(idx)
+    return top.reshape(-1), np.repeat(cols, top.shape[1]), np.concatenate(val).reshape(-1).astype(np.float64)
+
+def _initial_pairs(scr: _Screen, exact: Callable, m2: int, kc: int) -> _Pairs:
+    m1, k = scr.idx.shape
+    pairs = _Pairs(m2, np.repeat(np.arange(m1), k), scr.idx.reshape(-1), scr.val.reshape(-1), exact=scr.exact_vals)
+    few = np.flatnonzero(np.bincount(scr.idx.reshape(-1), minlength=m2) < kc)
+    if len(few): pairs.add(*scr.best_rows(few, kc), exact=scr.exact_vals, in_graph=True)
+    d = np.arange(m1)
+    pairs.add(d, d, exact(d, d) if scr.diag is None else scr.diag, exact=True, in_graph=True)
+    return pairs
+
+# %% ../nbs/07_stability.ipynb #2d1f8c7f
+def _certify(scr: _Screen, exact: Callable, m2: int, max_rounds: int, tol: float, margin: float = 0.01):
+    "Matching of all m1 rows (m1 <= m2) with a dual certificate: (partners, exact values, bound on the sum, info)."
+    m1, k = scr.idx.shape
+    pairs = _initial_pairs(scr, exact, m2, max(1, min(k // 2, m1)))
+    n0, u, v = int(pairs.in_graph.sum()), None, None
+    for rnd in range(1, max_rounds + 1):
+        gi = np.flatnonzero(pairs.in_graph); n_exact = int(pairs.exact[gi].sum())
+        R, C, c = pairs.rows[gi], pairs.cols[gi], pairs.cos[gi]
+        mcol = _lap(m1, m2, R, C, c, u, v)
+        v1 = _duals(m1, m2, R, C, c, mcol, v)
+        v = v1 if v1 is not None else (np.zeros(m2) if v is None else v)
+        pairs.make_exact(pairs.find(np.arange(m1), mcol), exact)
+        ug = _row_max(m1, R, pairs.cos[gi] - v[C])
+        u, cos = _check_round(scr, exact, pairs, mcol, ug, v)
+        ub = float(u.sum() + v.sum())
+        if ub - cos.sum() <= tol * m1: break
+        PR, PC = pairs.rows, pairs.cols
+        grow = ~pairs.in_graph & (pairs.cos - ug[PR] - v[PC] > -margin)
+        pairs.in_graph |= grow
+        if not grow.any() and n_exact == int(pairs.exact[pairs.in_graph].sum()): break
+    info = {'k': k, 'rounds': rnd, 'candidates': n0,
+            'graph': int(pairs.in_graph.sum()), 'exact_values': int(pairs.exact.sum()), 'row_group': scr.g}
+    return mcol, cos, ub, info
+
+# %% ../nbs/07_stability.ipynb #8adf2593
+def _check_round(scr: _Screen, exact: Callable, pairs: _Pairs, mcol, ug, v):
+    "Exact values wherever a bound does not clear ug + v; then row duals u feasible for all pairs, and the matched values."
+    m1 = len(ug); PR, PC = pairs.rows, pairs.cols
+    loose = ~pairs.exact
+    loose[loose] = scr.lift(pairs.cos[loose]) > ug[PR[loose]] + v[PC[loose]]
+    pairs.make_exact(np.flatnonzero(loose), exact)
+    fr, fc = _unchecked(ug, v, scr, pairs)
+    if len(fr): pairs.add(fr, fc, exact(fr, fc), exact=True)
+    ex = pairs.exact
+    u = np.maximum(ug, _row_max(m1, pairs.rows[ex], pairs.cos[ex] - v[pairs.cols[ex]]))
+    return u, pairs.cos[pairs.find(np.arange(m1), mcol)]
+
+# %% ../nbs/07_stability.ipynb #8287773a
+def _dense(A64, B64, absolute: bool):
+    C = (A64 @ B64.T).cpu().numpy()
+    if absolute: C = np.abs(C)
+    r, c = linear_sum_assignment(C, maximize=True)
+    return r, c, C[r, c]
+
+def _match(A, B, signed, method, k, screen, max_rounds, tol, max_dense, budget, device, lows: int = 0):
+    "`match`, and what the sparse path saw: (Matching, (screen, X64, Y64, transposed) or None if dense)."
     A0, B0 = decoder_rows(A), decoder_rows(B)
     _check_pair(A0, B0)
-    m1, m2 = len(A0), len(B0)
     if method not in ('auto', 'dense', 'sparse'): raise HusaiError(f"method must be 'auto', 'dense' or 'sparse', got {method!r}")
-    if method == 'dense' or (method == 'auto' and m1 * m2 * 8 <= max_dense):
-        A = _unit(A0.double(), device)
-        C = (A @ _unit(B0.double(), A.device).T).cpu().numpy()
-        if not signed: C = np.abs(C)
-        r, c = linear_sum_assignment(C, maximize=True)
-        cos = C[r, c]
-        return Matching(r, c, cos, 'dense', True, float(cos.mean()))
-    A = _unit(A0, device); B = _unit(B0, A.device).to(A.dtype)
-    r, c, cos, ub = _sparse_match(A, B, k, budget, absolute=not signed)
-    cos = np.concatenate([_cos64(A0, B0, r[i:i+8192], c[i:i+8192], A.device) for i in range(0, len(r), 8192)])
-    if not signed: cos = np.abs(cos)
-    return Matching(r, c, cos, 'sparse', bool(cos.mean() >= ub - 1e-6), float(ub))
+    if int(k) < 1: raise HusaiError(f"k (candidates per row) must be >= 1, got {k}")
+    dev = get_device(device if device is not None else (A0.device if A0.device.type != 'cpu' else None))
+    A64, B64 = _unit64(A0, dev), _unit64(B0, dev)
+    m1, m2 = len(A64), len(B64); n, fits, flip = min(m1, m2), m1 * m2 * 8 <= max_dense, m1 > m2
+    if method == 'dense' or (method == 'auto' and fits and m1 * m2 <= DENSE_CELLS):
+        r, c, cos = _dense(A64, B64, not signed)
+        return Matching(r, c, cos, 'dense', True, float(cos.mean())), None
+    (X, Y), dtype = ((B64, A64) if flip else (A64, B64)), _screen_dtype(screen, dev)
+    scr = _screen(X, Y, min(int(k), len(Y)), budget, not signed, dtype, lows)
+    mcol, cos, ub, info = _certify(scr, lambda r, c: _pair_cos(X, Y, r, c, not signed), len(Y), max_rounds, tol)
+    info['screen'] = str(dtype).replace('torch.', '')
+    rows, cols = (mcol, np.arange(n)) if flip else (np.arange(n), mcol)
+    o = np.argsort(rows); rows, cols, cos = rows[o], cols[o], cos[o]
+    gap = max(0.0, ub / n - float(cos.mean()))
+    if gap > tol and method == 'auto' and fits:
+        r, c, cd = _dense(A64, B64, not signed)
+        return Matching(r, c, cd, 'dense', True, float(cd.mean()), 0.0, {**info, 'sparse_gap': gap}), None
+    return Matching(rows, cols, cos, 'sparse', gap <= tol, ub / n, gap, info), (scr, X, Y, flip)
 
+def match(A, B, *, signed: bool = True, method: str = 'auto', k: int = 32, screen: str = 'auto', max_rounds: int = 50,
+          tol: float = 1e-9, max_dense: int = DEFAULT_MAX_DENSE, budget: int = DEFAULT_BUDGET, device=None) -> Matching:
+    "The one-to-one matching of the rows of `A` and `B` maximising summed (signed, or absolute) cosine, proved optimal."
+    return _match(A, B, signed, method, k, screen, max_rounds, tol, max_dense, budget, device)[0]
+
+# %% ../nbs/07_stability.ipynb #ba2cce93
 def hungarian_mcc(D1, D2, *, detail: bool = False, signed: bool = True, method: str = 'auto', k: int = 32,
                   max_dense: int = DEFAULT_MAX_DENSE, budget: int = DEFAULT_BUDGET, device=None):
     "Song et al.'s MCC: mean signed cosine over the optimal one-to-one matching of decoder rows. Symmetric."
     m = match(D1, D2, signed=signed, method=method, k=k, max_dense=max_dense, budget=budget, device=device)
     if not detail: return m.mean
     return {'hungarian_mcc': m.mean, 'n_matched': len(m.cos), 'method': m.method, 'exact': m.exact,
-            'upper_bound': m.upper_bound}
+            'upper_bound': m.upper_bound, 'gap': m.gap}
 
 # %% ../nbs/07_stability.ipynb #f52c51a3
 def shared_fraction(sae1, sae2, threshold: float = 0.7, *, detail: bool = False, method: str = 'auto', k: int = 32,
@@ -202,12 +437,16 @@ def shared_fraction(sae1, sae2, threshold: float = 0.7, *, detail: bool = False,
     kw = dict(method=method, k=k, max_dense=max_dense, budget=budget, device=device)
     dec = match(decoder_rows(sae1), decoder_rows(sae2), **kw)
     enc = match(encoder_rows(sae1), encoder_rows(sae2), **kw)
-    m1 = decoder_rows(sae1).shape[0]; n = len(dec.cos)
+    return _shared(dec, enc, decoder_rows(sae1).shape[0], threshold, detail)
+
+def _shared(dec: Matching, enc: Matching, m1: int, threshold, detail: bool):
+    "Paulo & Belrose's shared fraction (at one threshold or several) from a decoder and an encoder matching."
+    n = len(dec.cos)
     def per_row(mt):
         cos, partner = np.full(m1, -np.inf), np.full(m1, -1)
         cos[mt.rows], partner[mt.rows] = mt.cos, mt.cols
         return cos, partner
-    dc, dp = per_row(dec); ec, ep = per_row(enc)
+    (dc, dp), (ec, ep) = per_row(dec), per_row(enc)
     def at(t):
         shared = float(((dc > t) & (ec > t)).sum() / n)
         if not detail: return shared
@@ -215,6 +454,197 @@ def shared_fraction(sae1, sae2, threshold: float = 0.7, *, detail: bool = False,
                 'agree': float(((dp == ep) & (dp >= 0)).sum() / n), 'decoder_mcc': dec.mean, 'encoder_mcc': enc.mean,
                 'threshold': t, 'n': n, 'exact': dec.exact and enc.exact}
     return {float(t): at(float(t)) for t in threshold} if np.ndim(threshold) else at(threshold)
+
+# %% ../nbs/07_stability.ipynb #f7afdd5a
+def _full_rows(X64, Y64, rows, budget: int) -> np.ndarray:
+    "Exact max |cosine| of the given rows of X64 against all rows of Y64 (float64 blocks)."
+    step = max(1, int(budget) // (8 * len(Y64)))
+    return np.concatenate([(X64[torch.as_tensor(rows[s:s+step], device=X64.device)] @ Y64.T).abs().amax(1).cpu().numpy()
+                           for s in range(0, len(rows), step)] or [np.zeros(0)])
+
+def _abs_rows(scr: _Screen, exact: Callable, X64, Y64, budget: int):
+    "Exact max_j |c[i, j]| of every row, and the bound on |c| of each row's pairs outside its candidates."
+    m1 = len(scr.idx); lift = scr.lift
+    I = np.concatenate([scr.idx, scr.low_idx], 1); V = np.concatenate([scr.val, scr.low_val], 1).astype(np.float64)
+    ub = np.maximum(lift(V), lift(-V))                               # bound on |c| of each candidate
+    first = np.abs(V).argmax(1); R0, C0 = np.arange(m1), I[np.arange(m1), first]
+    E = np.abs(exact(R0, C0))
+    more = ub > E[:, None]; more[np.arange(m1), first] = False
+    R1, C1 = np.nonzero(more)[0], I[more]; e1 = np.abs(exact(R1, C1))
+    E = np.maximum(E, _row_max(m1, R1, e1))
+    other = np.maximum(scr.row_bound, lift(-scr.low_val.max(1).astype(np.float64)))   # every non-candidate pair
+    unsure = np.flatnonzero(other > E)
+    E[unsure] = _full_rows(X64, Y64, unsure, budget)
+    return E, other
+
+# %% ../nbs/07_stability.ipynb #aa457285
+def _abs_maxima(scr: _Screen, exact: Callable, X64, Y64, budget: int):
+    "Exact max |cosine| of every row and every column, from a signed screen that kept its rows' lowest values."
+    m1, m2, g, lift = len(scr.idx), scr.gmax.shape[1], scr.g, scr.lift
+    I = np.concatenate([scr.idx, scr.low_idx], 1); V = np.concatenate([scr.val, scr.low_val], 1).astype(np.float64)
+    ub = np.maximum(lift(V), lift(-V)); R = np.repeat(np.arange(m1), I.shape[1]); I, V, ub = I.reshape(-1), V.reshape(-1), ub.reshape(-1)
+    rows, other = _abs_rows(scr, exact, X64, Y64, budget)
+    # columns: the exact best over the candidates that can matter, then the groups whose bound reaches it
+    first = _row_max(m2, I, np.abs(V))[I] <= np.abs(V)                # each column's best-looking candidate(s)
+    E = _row_max(m2, I[first], np.abs(exact(R[first], I[first])))
+    more = ~first & (ub > E[I]); E = np.maximum(E, _row_max(m2, I[more], np.abs(exact(R[more], I[more]))))
+    G = np.arange(len(scr.gmax))
+    maxO = (_row_max(len(G), np.arange(m1) // g, other) + 1e-7).astype(np.float32)   # float32, rounded outwards
+    E32 = (E - 1e-7).astype(np.float32)[None, :]
+    gs, js = np.nonzero((scr.gabs > E32) & (maxO[:, None] > E32))
+    if len(gs):
+        rr = (gs[:, None] * g + np.arange(g)[None]).reshape(-1); jj = np.repeat(js, g); ok = rr < m1
+        E = np.maximum(E, _row_max(m2, jj[ok], np.abs(exact(rr[ok], jj[ok]))))
+    return rows, E
+
+# %% ../nbs/07_stability.ipynb #8e0521f3
+def stability_pair(sae1, sae2, threshold: float = 0.7, *, k: int = 32, screen: str = 'auto', max_rounds: int = 50,
+                   tol: float = 1e-9, max_dense: int = DEFAULT_MAX_DENSE, budget: int = DEFAULT_BUDGET, device=None) -> dict:
+    "`mmcs`, `hungarian_mcc` and `shared_fraction` of two SAEs from two passes (decoders, encoders) instead of four."
+    kw = dict(signed=True, method='auto', k=k, screen=screen, max_rounds=max_rounds, tol=tol, max_dense=max_dense,
+              budget=budget, device=device)
+    dec, seen = _match(sae1, sae2, lows=4, **kw)
+    if seen is None:                                         # small: the dense path, mmcs from the blocked pass
+        a, b = max_cos(sae1, sae2, absolute=True, budget=budget, device=device); ra, cb = a.cpu().numpy(), b.cpu().numpy()
+    else:
+        scr, X, Y, flip = seen
+        rx, cy = _abs_maxima(scr, lambda r, c: _pair_cos(X, Y, r, c, False), X, Y, budget)
+        ra, cb = (cy, rx) if flip else (rx, cy)
+    enc = match(encoder_rows(sae1), encoder_rows(sae2), **kw)
+    a2b, b2a = float(np.mean(ra)), float(np.mean(cb))
+    sh = _shared(dec, enc, int(max(dec.rows.max(), enc.rows.max())) + 1, threshold, detail=True)   # rows of sae1 that can match
+    return {'mmcs': (a2b + b2a) / 2, 'a_to_b': a2b, 'b_to_a': b2a, 'hungarian_mcc': dec.mean, **sh,
+            'exact': dec.exact and enc.exact, 'gap': max(dec.gap, enc.gap)}
+
+# %% ../nbs/07_stability.ipynb #185665f5
+def _encoder(sae, seed: int, device):
+    "x [n, d_in] -> dense codes [n, d_sae] of one SAE: seed `seed` of a husai `SAEs`, or an `SAEWeights` husai can run."
+    if hasattr(sae, 'encode') and hasattr(sae, 'n_seeds'):
+        if not 0 <= seed < sae.n_seeds: raise HusaiError(f"seed index {seed} out of range for {sae.n_seeds} seeds")
+        sae = sae.to(device); return lambda x: sae.encode(x)[seed]
+    if all(hasattr(sae, a) for a in ('W_enc', 'b_enc', 'cfg')):
+        from husai.io import stack_saes
+        s = stack_saes([sae]).to(device); return lambda x: s.encode(x)[0]
+    raise HusaiError(f"cannot encode with a {type(sae).__name__}: pass a husai SAEs or an SAEWeights (husai.io.load_sae)")
+
+def _batches(acts, batch: int, device):
+    "The batches of one pass over `acts` (a tensor or array, a list of batches, or a function returning an iterator)."
+    src = acts() if callable(acts) else acts
+    if isinstance(src, (torch.Tensor, np.ndarray)):
+        X = torch.as_tensor(src); src = (X[i:i + batch] for i in range(0, len(X), batch))
+    elif not isinstance(src, (list, tuple)) and not callable(acts):
+        raise HusaiError("acts must be a tensor or array, a list of batches, or a function returning a fresh iterator "
+                         "of batches (several passes are made; a bare iterator would be empty after the first)")
+    for x in src:
+        x = torch.as_tensor(x).to(device=device, dtype=torch.float32)
+        if x.ndim != 2: raise HusaiError(f"activation batches must be [n, d_in], got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all(): raise HusaiError("activations contain NaN or inf values")
+        yield x
+
+# %% ../nbs/07_stability.ipynb #5ef5751e
+@torch.no_grad()
+def _code_moments(encs, acts, batch: int, device):
+    "One pass: per SAE the (mean, std, firing count) of each latent's code, as float64, and the number of rows."
+    n, acc = 0, None
+    for x in _batches(acts, batch, device):
+        zs = [f(x).double() for f in encs]
+        if acc is None: acc = [[torch.zeros(z.shape[1], dtype=torch.float64, device=device) for _ in range(3)] for z in zs]
+        for (s, q, c), z in zip(acc, zs): s += z.sum(0); q += (z * z).sum(0); c += (z > 0).sum(0)
+        n += len(x)
+    if not n: raise HusaiError("acts is empty")
+    out = []
+    for s, q, c in acc:
+        mu = s / n; out.append((mu.cpu().numpy(), (q / n - mu * mu).clamp_min(0).sqrt().cpu().numpy(), c.cpu().numpy()))
+    return out, n
+
+def _xprod(za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
+    "za.T @ zb in float64, as a sparse product when za is mostly zeros."
+    if za.numel() and (za != 0).double().mean() < 0.05: return torch.sparse.mm(za.T.to_sparse(), zb)
+    return za.T @ zb
+
+# %% ../nbs/07_stability.ipynb #da871dd8
+@torch.no_grad()
+def _corr_rows(fa, fb, acts, batch, rows, cols, ma, mb, n, absolute, device) -> torch.Tensor:
+    "Exact (float64) correlations [len(rows), len(cols)] of latents `rows` of SAE a with `cols` of SAE b: one pass."
+    ra, ca = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
+    P, seen = torch.zeros(len(rows), len(cols), dtype=torch.float64, device=device), 0
+    for x in _batches(acts, batch, device):
+        P += _xprod(fa(x)[:, ra].double(), fb(x)[:, ca].double()); seen += len(x)
+    if seen != n: raise HusaiError(f"acts gave {seen} rows on one pass and {n} on another: pass data that can be re-read")
+    t = lambda a, i: torch.as_tensor(a[i], device=device)
+    C = (P / n - t(ma[0], rows)[:, None] * t(mb[0], cols)[None]) / (t(ma[1], rows)[:, None] * t(mb[1], cols)[None])
+    return C.abs() if absolute else C
+
+# %% ../nbs/07_stability.ipynb #09c14e9a
+def _corr_screen(fa, fb, acts, batch, la, lb, ma, mb, n, k, budget, absolute, device):
+    "Screen (exact values) of the correlations of live latents `la` of a with `lb` of b, and its `exact(rows, cols)`."
+    m1, m2, g = len(la), len(lb), 16
+    while math.ceil(m1 / g) * m2 * 4 > budget // 2 and g < m1: g *= 2
+    r = max(g, min(m1, int(budget) // (m2 * 8)) // g * g); kc = max(1, min(k // 2, m1))
+    rows = lambda i: _corr_rows(fa, fb, acts, batch, la[i], lb, ma, mb, n, absolute, device)
+    idx, val, kth, gm, diag = [], [], [], [], np.zeros(m1)
+    cv, ci = torch.full((kc, m2), -math.inf, dtype=torch.float64, device=device), torch.zeros(kc, m2, dtype=torch.long, device=device)
+    for i in range(0, m1, r):
+        C = rows(np.arange(i, min(i + r, m1)))
+        v, j = C.topk(min(k, m2), dim=1); idx.append(j.cpu()); val.append(v.cpu()); kth.append(v[:, -1].cpu())
+        gm.append(_group_max(C, g).float().cpu())
+        d = np.arange(i, min(i + r, m1, m2)); diag[d] = C[d - i, torch.as_tensor(d, device=device)].cpu().numpy()
+        v0, i0 = C.topk(min(kc, len(C)), dim=0)
+        cv, sel = torch.cat([cv, v0]).topk(kc, dim=0); ci = torch.cat([ci, i0 + i]).gather(0, sel)
+    ci, cv = ci.cpu().numpy(), cv.cpu().numpy()
+    best = lambda cols, kk: (ci[:kk, cols].T.reshape(-1), np.repeat(cols, kk), cv[:kk, cols].T.reshape(-1))
+    lift = lambda x: x + 1e-9
+    scr = _Screen(torch.cat(idx).numpy(), torch.cat(val).double().numpy(), lift(torch.cat(kth).double().numpy()),
+                  lift(torch.cat(gm).numpy().astype(np.float64)).astype(np.float32) + np.float32(1e-7), g, lift, best, True, diag)
+    def exact(rr, cc):
+        u, inv = np.unique(rr, return_inverse=True)
+        return np.concatenate([rows(u[s:s + r]).cpu().numpy() for s in range(0, len(u), r)])[inv, cc]
+    return scr, exact
+
+# %% ../nbs/07_stability.ipynb #b9089c4d
+class ActivationMatching(NamedTuple):
+    "Latents matched by activation correlation, next to the decoder-cosine matching."
+    matching: Matching     # rows/cols: latent indices of a and b; cos: the correlation of each pair
+    decoder: Matching | None   # the decoder-cosine matching of all latents (None if not asked for)
+    agreement: float       # fraction of activation-matched latents of a whose decoder partner is the same
+    n_agree: int
+    dead_a: np.ndarray     # latents that never fire on acts (left out)
+    dead_b: np.ndarray
+    constant_a: np.ndarray # latents that fire with zero variance (no correlation either; left out)
+    constant_b: np.ndarray
+    n_tokens: int
+
+def _dec_rows(sae, seed):
+    W = getattr(sae, 'W_dec')
+    return W[seed] if W.ndim == 3 else W
+
+# %% ../nbs/07_stability.ipynb #965a07a8
+def activation_match(sae_a, sae_b, acts, *, seeds=(0, 0), batch: int = 1024, k: int = 32, signed: bool = True,
+                     decoder: bool = True, max_rounds: int = 50, tol: float = 1e-9, budget: int = DEFAULT_BUDGET,
+                     device=None) -> ActivationMatching:
+    "Match the latents of two SAEs one-to-one by the Pearson correlation of their activations on `acts` (streamed), certified."
+    dev = get_device(device)
+    fa, fb = _encoder(sae_a, seeds[0], dev), _encoder(sae_b, seeds[1], dev)
+    (ma, mb), n = _code_moments((fa, fb), acts, batch, dev)
+    live = lambda m: (m[2] > 0) & (m[1] > 0)
+    la, lb = np.flatnonzero(live(ma)), np.flatnonzero(live(mb))
+    if not len(la) or not len(lb): raise HusaiError(f"no latent of {'a' if not len(la) else 'b'} fires (with variance) on acts")
+    flip = len(la) > len(lb)
+    (f1, f2, l1, l2, m1_, m2_) = (fb, fa, lb, la, mb, ma) if flip else (fa, fb, la, lb, ma, mb)
+    scr, exact = _corr_screen(f1, f2, acts, batch, l1, l2, m1_, m2_, n, k, budget, not signed, dev)
+    mcol, val, ub, info = _certify(scr, exact, len(l2), max_rounds, tol)
+    rows, cols = (l2[mcol], l1) if flip else (la, lb[mcol])
+    o = np.argsort(rows); rows, cols, val = rows[o], cols[o], val[o]
+    gap = max(0.0, ub / len(val) - float(val.mean()))
+    mt = Matching(rows, cols, val, 'sparse', gap <= tol, ub / len(val), gap, {**info, 'kind': 'activation correlation'})
+    dm = match(_dec_rows(sae_a, seeds[0]), _dec_rows(sae_b, seeds[1]), device=dev) if decoder else None
+    agree = 0
+    if dm is not None:
+        partner = np.full(int(max(dm.rows.max(), rows.max())) + 1, -1); partner[dm.rows] = dm.cols
+        agree = int((partner[rows] == cols).sum())
+    dead = lambda m: np.flatnonzero(m[2] == 0); const = lambda m: np.flatnonzero((m[2] > 0) & (m[1] == 0))
+    return ActivationMatching(mt, dm, agree / len(rows) if dm is not None else float('nan'), agree,
+                              dead(ma), dead(mb), const(ma), const(mb), n)
 
 # %% ../nbs/07_stability.ipynb #dc964291
 METRICS = {'mmcs': mmcs, 'hungarian_mcc': hungarian_mcc, 'shared_fraction': shared_fraction}

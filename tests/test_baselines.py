@@ -4,7 +4,8 @@ import pytest
 import torch
 from husai.core import HusaiError
 from husai.baselines import (expected_max_cos, expected_mmcs, random_saes, untrained_saes, n_components, effective_rank,
-                             participation_ratio, variance_components)
+                             participation_ratio, variance_components, shared_fraction_bound, isotropic_baseline)
+from husai import baselines as BL
 from husai.stability import pairwise, decoder_rows, encoder_rows
 
 GUIDE_TABLE = [(16, 32, 0.500, 0.557), (128, 64, 0.206, 0.228), (128, 512, 0.266, 0.283), (128, 1024, 0.283, 0.299),
@@ -94,3 +95,67 @@ def test_dimension_summaries():
     vc = variance_components(Y)                                          # variances 16, 4, 1, 1 of 22
     assert vc == {0.9: 2, 0.95: 3, 0.99: 4}
     with pytest.raises(HusaiError, match='NaN'): effective_rank(torch.tensor([[1.0, float('nan')], [0.0, 1.0]]))
+
+
+
+# ---------------------------------------------------------------------------------------------
+# isotropic_baseline: exact where it can be, a proved bound where it is negligible, else cached Monte Carlo
+
+def test_shared_fraction_bound_is_above_monte_carlo_and_negligible_in_high_dimension():
+    for d, m, t in [(6, 40, 0.8), (8, 64, 0.9), (12, 30, 0.7)]:
+        mc = pairwise(random_saes('isotropic', d, m, seeds=range(8)), 'shared_fraction', threshold=t).values.mean()
+        assert mc <= shared_fraction_bound(d, m, threshold=t)
+    assert shared_fraction_bound(768, 16384) < 1e-90 and shared_fraction_bound(768, 16384, 32768) < 1e-90
+    # the tail probability the bound uses, against Monte Carlo of one cosine (no cancellation near 1)
+    g = torch.Generator().manual_seed(0); v = torch.randn(400_000, 5, generator=g, dtype=torch.float64)
+    p_mc = float((v[:, 0] / v.norm(dim=1) > 0.6).double().mean())
+    assert shared_fraction_bound(5, 1, 1, 0.6) == pytest.approx(p_mc ** 2, rel=0.03)
+
+def test_isotropic_baseline_mmcs_exact_and_shared_fraction_bound():
+    r = isotropic_baseline('mmcs', 128, 1024, 512)
+    assert r['method'] == 'exact' and r['value'] == pytest.approx(expected_mmcs(128, 1024, 512))
+    s = isotropic_baseline('shared_fraction', 768, 16384)
+    assert s['method'] == 'bound' and s['value'] == 0.0 and s['bound'] < 1e-90
+    with pytest.raises(HusaiError, match='unknown metric'): isotropic_baseline('pwmcc', 16, 32)
+    with pytest.raises(HusaiError, match='draws'): isotropic_baseline('hungarian_mcc', 16, 32, draws=1, cache=False)
+
+def test_isotropic_baseline_monte_carlo_is_the_mean_over_independent_exact_matchings(tmp_path):
+    r = isotropic_baseline('hungarian_mcc', 12, 40, 55, draws=5, seed=3, root=tmp_path)
+    want = []
+    for p in range(5):                                    # the documented draws, recomputed independently
+        a = random_saes('isotropic', 12, 40, [BL._draw_seed(3, p, 0)])[0]
+        b = random_saes('isotropic', 12, 55, [BL._draw_seed(3, p, 1)])[0]
+        ua, ub = (decoder_rows(x).double() / decoder_rows(x).double().norm(dim=1, keepdim=True) for x in (a, b))
+        C = (ua @ ub.T).numpy()
+        from scipy.optimize import linear_sum_assignment
+        want.append(C[linear_sum_assignment(C, maximize=True)].mean())
+    assert r['method'] == 'monte_carlo' and r['draws'] == 5 and not r['cached'] and r['exact']
+    assert r['values'] == pytest.approx(want, abs=1e-9)
+    assert r['value'] == pytest.approx(np.mean(want), abs=1e-9) and r['se'] == pytest.approx(np.std(want, ddof=1) / 5 ** 0.5)
+
+def test_isotropic_baseline_cache_hit_other_draws_and_corrupt_file(tmp_path, monkeypatch):
+    first = isotropic_baseline('hungarian_mcc', 10, 30, draws=3, root=tmp_path)
+    files = list((tmp_path / 'baselines').glob('*.json')); assert len(files) == 1
+    def boom(*a, **k): raise AssertionError('a cached baseline was recomputed')
+    monkeypatch.setattr(BL, '_isotropic_draw', boom)
+    again = isotropic_baseline('hungarian_mcc', 10, 30, draws=3, root=tmp_path)
+    assert again['cached'] and again['value'] == first['value'] and again['values'] == first['values']
+    monkeypatch.undo()
+    more = isotropic_baseline('hungarian_mcc', 10, 30, draws=4, root=tmp_path)   # never the 3 cached draws for 4 asked
+    assert not more['cached'] and len(more['values']) == 4 and more['values'][:3] == pytest.approx(first['values'])
+    assert len(list((tmp_path / 'baselines').glob('*.json'))) == 2
+    files[0].write_text('{not json')                                              # a corrupt entry is recomputed, not fatal
+    fixed = isotropic_baseline('hungarian_mcc', 10, 30, draws=3, root=tmp_path)
+    assert not fixed['cached'] and fixed['value'] == pytest.approx(first['value'])
+    assert isotropic_baseline('hungarian_mcc', 10, 30, draws=3, root=tmp_path)['cached']
+
+def test_isotropic_baseline_reproduces_song_random_floor():
+    "Song et al.: two random 32 x 16 dictionaries have Hungarian MCC ~0.46."
+    r = isotropic_baseline('hungarian_mcc', 16, 32, draws=40, cache=False)
+    assert r['value'] == pytest.approx(0.46, abs=0.02) and r['se'] < 0.01
+
+def test_isotropic_baseline_shared_fraction_monte_carlo_in_few_dimensions(tmp_path):
+    r = isotropic_baseline('shared_fraction', 6, 40, threshold=0.8, draws=6, root=tmp_path)
+    assert r['method'] == 'monte_carlo' and 0 < r['value'] <= shared_fraction_bound(6, 40, threshold=0.8)
+    other = isotropic_baseline('shared_fraction', 6, 40, threshold=0.9, draws=6, root=tmp_path)
+    assert not other['cached'] and other['threshold'] == 0.9       # the threshold is part of the key
