@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from .core import HusaiError, add_config_args, config_from_args
 from .io import load_saes, stack_saes, load_acts
-from .stability import Weights, pairwise, split_seeds, decoder_rows, alive_latents
-from .baselines import baseline_pool, expected_mmcs, subspace_rank
+from .stability import Weights, pairwise, split_seeds, decoder_rows, alive_latents, stability_pair, activation_match
+from .baselines import baseline_pool, expected_mmcs, subspace_rank, isotropic_baseline
 from .stats import seed_interval, seed_bootstrap, ratio_interval, permutation_test, seeds_statement
 
 # %% auto #0
 __all__ = ['DEFAULT_METRICS', 'compare_to_random', 'summarise', 'baseline_matrices', 'alive_weights', 'stability_report',
-           'StabilityOptions', 'load_sae_dirs', 'stability_summary', 'format_summary', 'add_cli']
+           'activation_report', 'StabilityOptions', 'load_sae_dirs', 'stability_summary', 'format_summary', 'add_cli']
 
 # %% ../nbs/11_report.ipynb #804c7e11
 def compare_to_random(trained, random, metric: str = 'hungarian_mcc', n_perm: int = 10_000, seed: int = 0, **kw) -> dict:
@@ -32,11 +32,12 @@ def _interval(M, method: str, n_boot: int, seed: int) -> dict:
     raise HusaiError(f"method must be 'jackknife' or 'bootstrap', got {method!r}")
 
 def summarise(M, baselines: dict, method: str = 'jackknife', n_boot: int = 2000, seed: int = 0) -> dict:
-    "Mean of seed-by-seed matrix `M` with its interval, each baseline's mean (`baselines`: kind -> number or matrix) and the ratio to it."
+    "Mean of seed-by-seed matrix `M` with its interval, each baseline's mean (`baselines`: kind -> number, matrix or Monte Carlo `(mean, se, draws)`) and the ratio to it."
     M = np.asarray(M, dtype=float); out = {**_interval(M, method, n_boot, seed), 'matrix': M.tolist()}
-    out['baselines'] = {k: float(v) if np.ndim(v) == 0 else float(np.nanmean(np.asarray(v, float)[np.triu_indices(len(v), 1)]))
-                        for k, v in baselines.items()}
-    ri = {k: ratio_interval(M, v if np.ndim(v) == 0 else np.asarray(v, float)) for k, v in baselines.items()}
+    def mean(v): return (float(v[0]) if isinstance(v, tuple) else float(v) if np.ndim(v) == 0
+                         else float(np.nanmean(np.asarray(v, float)[np.triu_indices(len(v), 1)])))
+    out['baselines'] = {k: mean(v) for k, v in baselines.items()}
+    ri = {k: ratio_interval(M, v if isinstance(v, tuple) or np.ndim(v) == 0 else np.asarray(v, float)) for k, v in baselines.items()}
     out['ratios'] = {f'ratio_to_{k}': r['ratio'] for k, r in ri.items()}
     out['ratio_intervals'] = {f'ratio_to_{k}': [r['ci_low'], r['ci_high']] for k, r in ri.items()}
     return out
@@ -48,14 +49,25 @@ def _pool(kind, d_in, d_sae, seeds, acts, sae_cfg, alive, alive_only, device):
     return baseline_pool(base, d_in, d_sae, seeds, acts=acts, alive=alive if (at_alive or alive_only) else None,
                          alive_only=alive_only, sae_cfg=sae_cfg, device=device)
 
+def _cached_isotropic(metrics, d_in, d_sae, threshold, seed, device) -> dict:
+    "Each metric's isotropic baseline from `husai.baselines.isotropic_baseline` (exact, a bound, or Monte Carlo cached by shape)."
+    out = {}
+    for m in metrics:
+        b = isotropic_baseline(m, d_in, d_sae, seed=seed, threshold=threshold, device=device)
+        out[m] = (b['value'], b['se'], b.get('draws', 1)) if b['method'] == 'monte_carlo' else b['value']
+    return out
+
 def baseline_matrices(kinds, metrics, d_in: int, d_sae: int, seeds, acts=None, sae_cfg=None, alive=None,
-                      alive_only: bool = False, threshold: float = 0.7, device=None) -> dict:
-    "`{kind: {metric: number or seed-by-seed matrix}}` for each baseline kind and metric."
+                      alive_only: bool = False, threshold: float = 0.7, cached_isotropic: bool = False, seed: int = 0,
+                      device=None) -> dict:
+    "`{kind: {metric: number, Monte Carlo (mean, se, draws) or seed-by-seed matrix}}` for each baseline kind and metric."
     out = {}
     for kind in kinds:
         if kind == 'isotropic_exact':
             if not alive_only: out[kind] = {'mmcs': expected_mmcs(d_in, d_sae)}
             continue
+        if kind == 'isotropic' and cached_isotropic and not alive_only:
+            out[kind] = _cached_isotropic(metrics, d_in, d_sae, threshold, seed, device); continue
         pool = _pool(kind, d_in, d_sae, seeds, acts, sae_cfg, alive, alive_only, device)
         out[kind] = {m: pairwise(pool, m, **({'threshold': threshold} if m == 'shared_fraction' else {})).matrix
                      for m in metrics}
@@ -76,7 +88,28 @@ def alive_weights(items, alive) -> list:
 # %% ../nbs/11_report.ipynb #643f206f
 DEFAULT_METRICS = ('mmcs', 'hungarian_mcc', 'shared_fraction')
 
+def _has_encoders(items) -> bool:
+    return all((w.get('W_enc') if isinstance(w, dict) else getattr(w, 'W_enc', None)) is not None for w in items)
+
+def _one_pass(items, metrics, threshold, progress) -> dict:
+    "The seed-by-seed matrices of mmcs, hungarian_mcc and shared_fraction from one `stability_pair` per pair (two matchings, not four)."
+    S = len(items); M = {m: np.full((S, S), np.nan) for m in metrics}
+    pairs = [(i, j) for i in range(S) for j in range(i + 1, S)]
+    if progress:
+        from tqdm.auto import tqdm
+        pairs = tqdm(pairs, desc='pairs')
+    for i, j in pairs:
+        r = stability_pair(items[i], items[j], threshold)
+        for m in metrics: M[m][i, j] = M[m][j, i] = float(r[m])
+    return M
+
 def _metric_matrices(items, metrics, names, threshold, progress) -> tuple:
+    if set(metrics) <= set(DEFAULT_METRICS) and 'shared_fraction' in metrics and _has_encoders(items):
+        mats = _one_pass(items, metrics, threshold, progress)
+        nm = [f'seed{i}' for i in range(len(items))] if names is None else list(names)
+        pairs = [{'a': nm[i], 'b': nm[j], **{m: mats[m][i, j] for m in metrics}}
+                 for i in range(len(items)) for j in range(i + 1, len(items))]
+        return mats, pairs
     pws = {m: pairwise(items, m, names=names, progress=progress, **({'threshold': threshold} if m == 'shared_fraction' else {}))
            for m in metrics}
     pairs = {}
@@ -109,7 +142,8 @@ def _test(items, pool_kind, d_in, d_sae, seeds, acts, sae_cfg, alive, metrics, t
 # %% ../nbs/11_report.ipynb #7906341c
 def stability_report(saes, metrics=DEFAULT_METRICS, baselines=('isotropic_exact', 'isotropic'), seeds=None, acts=None,
                      sae_cfg=None, names=None, threshold: float = 0.7, method: str = 'jackknife', n_boot: int = 2000,
-                     test: bool = False, n_perm: int = 10_000, seed: int = 0, alive=None, device=None, progress: bool = False) -> dict:
+                     test: bool = False, n_perm: int = 10_000, seed: int = 0, alive=None, cached_isotropic: bool = False,
+                     device=None, progress: bool = False) -> dict:
     "Each metric over all seed pairs of `saes` with its interval, baselines and ratios; with `acts`, alive-latent metrics too (`alive`: None = when the SAEs can run, False = never, or a [S, d_sae] mask)."
     items = split_seeds(saes); S = len(items)
     if S < 2: raise HusaiError(f"stability needs at least two SAEs (seeds), got {S}")
@@ -118,7 +152,7 @@ def stability_report(saes, metrics=DEFAULT_METRICS, baselines=('isotropic_exact'
     mats, pairs = _metric_matrices(items, metrics, names, threshold, progress)
     alive = _alive_mask(saes, items, acts, alive, device)
     counts = None if alive is None else alive.sum(1).tolist()
-    bm = baseline_matrices(baselines, metrics, d_in, d_sae, seeds, acts, sae_cfg, counts, False, threshold, device)
+    bm = baseline_matrices(baselines, metrics, d_in, d_sae, seeds, acts, sae_cfg, counts, False, threshold, cached_isotropic, seed, device)
     out = {'n_seeds': S, 'd_in': int(d_in), 'd_sae': int(d_sae), 'statement': seeds_statement(S), 'pairs': pairs,
            'metrics': _section(mats, bm, baselines, method, n_boot, seed)}
     if alive is not None: out['alive'] = _alive_report(items, alive, metrics, baselines, d_in, d_sae, seeds, acts, sae_cfg,
@@ -136,8 +170,26 @@ def _alive_report(items, alive, metrics, baselines, d_in, d_sae, seeds, acts, sa
     counts = alive.sum(1).tolist()
     mats, _ = _metric_matrices(alive_weights(items, alive), metrics, names, threshold, False)
     kinds = tuple(dict.fromkeys(k.split('@')[0] for k in baselines if k != 'isotropic_exact'))
-    bm = baseline_matrices(kinds, metrics, d_in, d_sae, seeds, acts, sae_cfg, counts, True, threshold, device)
+    bm = baseline_matrices(kinds, metrics, d_in, d_sae, seeds, acts, sae_cfg, counts, True, threshold, device=device)
     return {'n_alive': counts, 'alive_frac': float(np.mean(counts) / d_sae), 'metrics': _section(mats, bm, kinds, method, n_boot, seed)}
+
+# %% ../nbs/11_report.ipynb #c8a1a29c
+def activation_report(saes, acts, names=None, batch: int = 1024, device=None) -> dict:
+    "Over all seed pairs: mean activation correlation of matched latents, agreement with the decoder matching, each with its interval over seeds."
+    items = split_seeds(saes) if not isinstance(saes, (list, tuple)) else list(saes)
+    S = len(items); M = {k: np.full((S, S), np.nan) for k in ('activation_mcc', 'agreement')}; pairs = []
+    nm = [f'seed{i}' for i in range(S)] if names is None else list(names)
+    one = (lambda i: (saes, i)) if hasattr(saes, 'n_seeds') else (lambda i: (items[i], 0))
+    for i in range(S):
+        for j in range(i + 1, S):
+            (a, sa), (b, sb) = one(i), one(j)
+            r = activation_match(a, b, acts, seeds=(sa, sb), batch=batch, device=device)
+            M['activation_mcc'][i, j] = M['activation_mcc'][j, i] = r.matching.mean
+            M['agreement'][i, j] = M['agreement'][j, i] = r.agreement
+            pairs.append({'a': nm[i], 'b': nm[j], 'activation_mcc': r.matching.mean, 'agreement': r.agreement,
+                          'n_matched': len(r.matching.cos), 'dead': [len(r.dead_a), len(r.dead_b)], 'exact': r.matching.exact})
+    return {'pairs': pairs, 'summary': {k: {kk: v[kk] for kk in ('mean', 'ci_low', 'ci_high')} for k, v in
+                                        ((k, seed_interval(m)) for k, m in M.items())}}
 
 # %% ../nbs/11_report.ipynb #5ee60ab9
 @dataclass
@@ -187,13 +239,14 @@ def stability_summary(names, saes, opts: StabilityOptions | None = None, acts=No
     o = (opts or StabilityOptions()).check()
     kinds = ('isotropic', 'isotropic_exact') + (('subspace', 'subspace@alive') if acts is not None else ())
     rep = stability_report(saes, names=names, baselines=kinds, acts=acts, threshold=o.threshold, method=o.method,
-                           n_boot=o.n_boot, seed=o.seed, device=o.device)
+                           n_boot=o.n_boot, seed=o.seed, cached_isotropic=True, device=o.device)
     out = _flat(rep['metrics'])
     out.update(pairs=rep['pairs'], n_seeds=rep['n_seeds'], d_in=rep['d_in'], d_sae=rep['d_sae'], threshold=o.threshold,
                interval=f"95%, {rep['metrics']['mmcs']['method']}", statement=rep['statement'])
     if 'alive' in rep:
         out['alive'] = {'n_alive': rep['alive']['n_alive'], 'alive_frac': rep['alive']['alive_frac'], **_flat(rep['alive']['metrics'])}
         out['subspace_rank'] = subspace_rank(acts)
+        out['activation'] = activation_report(saes, acts, names=names, device=o.device)
     return out
 
 def _flat(ms: dict) -> dict:
@@ -226,6 +279,12 @@ def format_summary(s: dict) -> str:
     if 'alive' in s:
         out += ['', *_table(s['alive'], f"alive latents only ({', '.join(map(str, s['alive']['n_alive']))} alive per seed; "
                                          f"subspace rank {s['subspace_rank']}):")]
+    if 'activation' in s:
+        a = s['activation']['summary']
+        out += ['', 'matched by activation correlation on ACTS (dead latents left out):',
+                f"  mean correlation of matched latents {_num(a['activation_mcc']['mean'])} "
+                f"[{_num(a['activation_mcc']['ci_low'])}, {_num(a['activation_mcc']['ci_high'])}]; "
+                f"same partner as the decoder matching for {_num(a['agreement']['mean'], '.1%')} of them"]
     out += ['', f"interval {s['interval']}; based on {s['statement']}"]
     return '\n'.join(out)
 

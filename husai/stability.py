@@ -504,14 +504,14 @@ def stability_pair(sae1, sae2, threshold: float = 0.7, *, k: int = 32, screen: s
     kw = dict(signed=True, method='auto', k=k, screen=screen, max_rounds=max_rounds, tol=tol, max_dense=max_dense,
               budget=budget, device=device)
     dec, seen = _match(sae1, sae2, lows=4, **kw)
-    if seen is None:                                         # small: the dense path, mmcs from the blocked pass
-        a, b = max_cos(sae1, sae2, absolute=True, budget=budget, device=device); ra, cb = a.cpu().numpy(), b.cpu().numpy()
+    if seen is None:                                         # small: the dense path, mmcs exactly as `mmcs` computes it
+        a, b = max_cos(sae1, sae2, absolute=True, budget=budget, device=device); a2b, b2a = a.mean().item(), b.mean().item()
     else:
         scr, X, Y, flip = seen
         rx, cy = _abs_maxima(scr, lambda r, c: _pair_cos(X, Y, r, c, False), X, Y, budget)
         ra, cb = (cy, rx) if flip else (rx, cy)
+        a2b, b2a = float(np.mean(ra)), float(np.mean(cb))
     enc = match(encoder_rows(sae1), encoder_rows(sae2), **kw)
-    a2b, b2a = float(np.mean(ra)), float(np.mean(cb))
     sh = _shared(dec, enc, int(max(dec.rows.max(), enc.rows.max())) + 1, threshold, detail=True)   # rows of sae1 that can match
     return {'mmcs': (a2b + b2a) / 2, 'a_to_b': a2b, 'b_to_a': b2a, 'hungarian_mcc': dec.mean, **sh,
             'exact': dec.exact and enc.exact, 'gap': max(dec.gap, enc.gap)}

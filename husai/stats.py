@@ -100,9 +100,10 @@ def model_interval(values, ci: float = 0.95) -> dict:
 
 # %% ../nbs/09_stats.ipynb #dbb42726
 def ratio_interval(M, base, ci: float = 0.95) -> dict:
-    "Ratio of the mean over seed pairs of `M` to `base` (an exact number, or a baseline's seed-by-seed matrix), with a log-scale t-interval carrying both noises."
+    "Ratio of the mean over seed pairs of `M` to `base` (an exact number, a baseline's seed-by-seed matrix, or a Monte Carlo `(mean, se, draws)`), with a log-scale t-interval carrying both noises."
     t, se_t = seed_jackknife(M); df = len(_check_matrix(M)) - 1
-    if np.ndim(base) == 0: b, se_b = float(base), 0.0
+    if isinstance(base, tuple): b, se_b = float(base[0]), float(base[1]); df = min(df, int(base[2]) - 1) if se_b > 0 else df
+    elif np.ndim(base) == 0: b, se_b = float(base), 0.0
     else: b, se_b = seed_jackknife(base); df = min(df, len(base) - 1)
     if not (t > 0 and b > 0): return {'ratio': t / b if b else math.nan, 'ci_low': math.nan, 'ci_high': math.nan, 'df': df}
     se = math.sqrt((se_t / t) ** 2 + (se_b / b) ** 2)

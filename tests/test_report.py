@@ -76,7 +76,11 @@ def test_cli_with_acts_adds_subspace_baselines_and_alive_metrics(tmp_path, capsy
         assert {'ratio_to_isotropic', 'ratio_to_subspace', 'ratio_to_subspace@alive'} <= set(r['ratios'][m])
         assert set(r['alive']['ratios'][m]) == {'ratio_to_isotropic', 'ratio_to_subspace'}
         lo, hi = r['ratio_intervals'][m]['ratio_to_isotropic']
-        assert lo <= r['ratios'][m]['ratio_to_isotropic'] <= hi
+        if r['baselines']['isotropic'][m] > 0: assert lo <= r['ratios'][m]['ratio_to_isotropic'] <= hi
+        else: assert r['ratios'][m]['ratio_to_isotropic'] is None      # a zero baseline: no ratio (null), not inf
+    act = r['activation']
+    assert len(act['pairs']) == 6 and act['summary']['activation_mcc']['mean'] == pytest.approx(1.0, abs=1e-5)
+    assert act['summary']['agreement']['mean'] == pytest.approx(1.0)      # the same latents by activation and by decoder
     code = main(['stability', str(folder), '--acts', str(tmp_path/'acts.npy')])   # the readable table
     out, _ = capsys.readouterr()
     assert code == 0 and 'alive latents only' in out and 'subspace@alive' in out
