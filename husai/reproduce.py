@@ -23,6 +23,8 @@ def _check_results(f: Path, r) -> dict:
     if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
         raise HusaiError(f"{f}: 'claims' must be a list of claim records (objects), got {type(claims).__name__}")
     for c in claims:
+        lack = [k for k in ('claim', 'quantity', 'seed', 'ours', 'margin', 'verdict') if k not in c]
+        if lack: raise HusaiError(f"{f}: claim {c.get('claim')!r} lacks {lack}; claim records are made by husai.verdict.judge (rerun the finding)")
         if c.get('verdict') not in VERDICTS:
             raise HusaiError(f"{f}: claim {c.get('claim')!r} has verdict {c.get('verdict')!r}, not one of {VERDICTS}")
     return r
