@@ -63,20 +63,20 @@ def check_sae_config(cfg: SAEConfig, d_in: int | None = None) -> SAEConfig:
 
 # %% ../nbs/04_sae.ipynb #67e982a5
 class Codes(NamedTuple):
-    "Codes of S SAEs: `vals [S, n, m]` at latents `idx [S, n, m]` (sparse), or dense `vals [S, n, d_sae]` when `idx` is None."
+    "Codes of S SAEs: `vals [S, B, K]` at latents `idx [S, B, K]` (sparse), or dense `vals [S, B, F]` when `idx` is None."
     vals: torch.Tensor
     idx: torch.Tensor | None = None
 
     def dense(self, d_sae: int) -> torch.Tensor:
-        "The codes as a dense `[S, n, d_sae]` tensor."
+        "The codes as a dense `[S, B, F]` tensor."
         if self.idx is None: return self.vals
         return torch.zeros(*self.vals.shape[:2], d_sae, dtype=self.vals.dtype,
                            device=self.vals.device).scatter_add_(-1, self.idx, self.vals)
 
-def sparse_decode(W_dec: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    "`sum_j vals[s,b,j] * W_dec[s, idx[s,b,j]]` as `[S, n, d_in]`, touching only the rows in `idx`."
-    return torch.stack([F.embedding_bag(i, W, per_sample_weights=v, mode='sum')     # one seed at a time (see above)
-                        for W, v, i in zip(W_dec.unbind(0), vals.unbind(0), idx.unbind(0))])
+def sparse_decode(W_dec_SFD: torch.Tensor, vals_SBK: torch.Tensor, idx_SBK: torch.Tensor) -> torch.Tensor:
+    "`sum_j vals[s,b,j] * W_dec[s, idx[s,b,j]]` as `[S, B, D]`, touching only the rows in `idx`."
+    return torch.stack([F.embedding_bag(idx_BK, W_FD, per_sample_weights=vals_BK, mode='sum')     # one seed at a time (see above)
+                        for W_FD, vals_BK, idx_BK in zip(W_dec_SFD.unbind(0), vals_SBK.unbind(0), idx_SBK.unbind(0))])
 
 # %% ../nbs/04_sae.ipynb #3a8b5fbf
 class SAEs(nn.Module):
@@ -87,40 +87,40 @@ class SAEs(nn.Module):
         super().__init__()
         cfg = check_sae_config(cfg)
         self.cfg, self.n_seeds, dev = cfg, n_seeds, get_device(device)
-        S, d, m = n_seeds, cfg.d_in, cfg.d_sae
-        self.W_enc = nn.Parameter(torch.zeros(S, d, m, device=dev))
-        self.W_dec = nn.Parameter(torch.zeros(S, m, d, device=dev))
-        self.b_enc = nn.Parameter(torch.zeros(S, m, device=dev))
-        self.b_dec = nn.Parameter(torch.zeros(S, d, device=dev))
+        S, D, n_feat = n_seeds, cfg.d_in, cfg.d_sae
+        self.W_enc = nn.Parameter(torch.zeros(S, D, n_feat, device=dev))
+        self.W_dec = nn.Parameter(torch.zeros(S, n_feat, D, device=dev))
+        self.b_enc = nn.Parameter(torch.zeros(S, n_feat, device=dev))
+        self.b_dec = nn.Parameter(torch.zeros(S, D, device=dev))
 
-    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        "Pre-activations `(x - b_dec) W_enc + b_enc`, `[S, n, d_sae]`, computed as `x W_enc + (b_enc - b_dec W_enc)`."
-        x = x.unsqueeze(0).expand(self.n_seeds, -1, -1) if x.dim() == 2 else x
-        bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)
-        return torch.baddbmm(bias.unsqueeze(1), x, self.W_enc)
+    def pre_acts(self, acts: torch.Tensor) -> torch.Tensor:
+        "Pre-activations `(acts - b_dec) W_enc + b_enc`, `[S, B, F]`, computed as `acts W_enc + (b_enc - b_dec W_enc)`."
+        acts_SBD = acts.unsqueeze(0).expand(self.n_seeds, -1, -1) if acts.dim() == 2 else acts
+        bias_SF = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)
+        return torch.baddbmm(bias_SF.unsqueeze(1), acts_SBD, self.W_enc)
 
-    def activate(self, pre: torch.Tensor, train: bool = False) -> Codes: raise NotImplementedError
-    def extra_loss(self, pre, codes, x, x_hat, dead, step_scale: float = 1.0) -> torch.Tensor:
+    def activate(self, pre_SBF: torch.Tensor, train: bool = False) -> Codes: raise NotImplementedError
+    def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale: float = 1.0) -> torch.Tensor:
         "Per-seed extra loss `[S]` (L1 or AuxK); zero by default."
-        return pre.new_zeros(self.n_seeds)
+        return pre_SBF.new_zeros(self.n_seeds)
 
-    def encode_codes(self, x, train: bool = False) -> Codes: return self.activate(self.pre_acts(x), train)
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        "Dense codes `[S, n, d_sae]` (inference mode)."
-        return self.encode_codes(x).dense(self.cfg.d_sae)
+    def encode_codes(self, acts, train: bool = False) -> Codes: return self.activate(self.pre_acts(acts), train)
+    def encode(self, acts: torch.Tensor) -> torch.Tensor:
+        "Dense codes `[S, B, F]` (inference mode)."
+        return self.encode_codes(acts).dense(self.cfg.d_sae)
 
     def decode_codes(self, codes: Codes) -> torch.Tensor:
-        "Reconstruction `[S, n, d_in]` from `Codes` (sparse decode where the codes are sparse)."
-        out = torch.bmm(codes.vals, self.W_dec) if codes.idx is None else sparse_decode(self.W_dec, *codes)
-        return out + self.b_dec.unsqueeze(1)
+        "Reconstruction `[S, B, D]` from `Codes` (sparse decode where the codes are sparse)."
+        out_SBD = torch.bmm(codes.vals, self.W_dec) if codes.idx is None else sparse_decode(self.W_dec, *codes)
+        return out_SBD + self.b_dec.unsqueeze(1)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        "Reconstruction `[S, n, d_in]` from dense codes `[S, n, d_sae]`."
-        return torch.bmm(z, self.W_dec) + self.b_dec.unsqueeze(1)
+    def decode(self, codes_SBF: torch.Tensor) -> torch.Tensor:
+        "Reconstruction `[S, B, D]` from dense codes `[S, B, F]`."
+        return torch.bmm(codes_SBF, self.W_dec) + self.b_dec.unsqueeze(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "Reconstruction `[S, n, d_in]` of `x` by every SAE."
-        return self.decode_codes(self.encode_codes(x))
+    def forward(self, acts: torch.Tensor) -> torch.Tensor:
+        "Reconstruction `[S, B, D]` of `acts` (`[B, D]`, or `[S, B, D]`: one batch per seed) by every SAE."
+        return self.decode_codes(self.encode_codes(acts))
 
     def single(self, i: int) -> dict:
         "Seed `i`'s parameters as a dict of detached tensors (`W_enc [d_in, d_sae]`, ...; `threshold` if any)."
@@ -143,37 +143,37 @@ class SAEs(nn.Module):
     def remove_parallel_grad_(self):
         "Remove from `W_dec.grad` the component parallel to each (unit-norm) decoder row."
         if self.W_dec.grad is None: return
-        g, w = self.W_dec.grad, self.W_dec
-        g.sub_((g * w).sum(-1, keepdim=True) * w)
+        g_SFD, W_SFD = self.W_dec.grad, self.W_dec
+        g_SFD.sub_((g_SFD * W_SFD).sum(-1, keepdim=True) * W_SFD)
 
 # %% ../nbs/04_sae.ipynb #8fc2a9b3
-def topk_values(pre: torch.Tensor, k: int, g: int = 4):
+def topk_values(pre_SBF: torch.Tensor, k: int, g: int = 4):
     "`(values, indices)` of the `k` largest entries along the last axis (unsorted), via a block pre-selection."
-    m = pre.shape[-1]
-    if m % g or 2 * k * g > m: return pre.topk(k, dim=-1, sorted=False)
-    blocks = pre.unflatten(-1, (m // g, g)).amax(-1).topk(k, dim=-1, sorted=False).indices
-    cand = (blocks.unsqueeze(-1) * g + torch.arange(g, device=pre.device)).flatten(-2)
-    vals, i = pre.gather(-1, cand).topk(k, dim=-1, sorted=False)
-    return vals, cand.gather(-1, i)
+    n_feat = pre_SBF.shape[-1]
+    if n_feat % g or 2 * k * g > n_feat: return pre_SBF.topk(k, dim=-1, sorted=False)
+    blocks_SBK = pre_SBF.unflatten(-1, (n_feat // g, g)).amax(-1).topk(k, dim=-1, sorted=False).indices
+    cand_SBC = (blocks_SBK.unsqueeze(-1) * g + torch.arange(g, device=pre_SBF.device)).flatten(-2)   # C = k * g candidates
+    vals_SBK, i_SBK = pre_SBF.gather(-1, cand_SBC).topk(k, dim=-1, sorted=False)
+    return vals_SBK, cand_SBC.gather(-1, i_SBK)
 
 # %% ../nbs/04_sae.ipynb #4d594fb9
 class TopKSAEs(SAEs):
     "TopK SAEs (Gao et al. 2024) with AuxK."
-    def activate(self, pre, train=False):
-        with torch.no_grad(): idx = topk_values(pre, self.cfg.k)[1]
-        return Codes(F.relu(pre.gather(-1, idx)), idx)
+    def activate(self, pre_SBF, train=False):
+        with torch.no_grad(): idx_SBK = topk_values(pre_SBF, self.cfg.k)[1]
+        return Codes(F.relu(pre_SBF.gather(-1, idx_SBK)), idx_SBK)
 
-    def extra_loss(self, pre, codes, x, x_hat, dead, step_scale=1.0):
-        if not self.cfg.aux_k or dead is None or not bool(dead.any()): return pre.new_zeros(self.n_seeds)
-        if x.dim() == 2: x = x.unsqueeze(0)
-        e = (x - x_hat).detach()
-        masked = pre.masked_fill(~dead.unsqueeze(1), -torch.inf)
-        vals, idx = masked.topk(min(self.cfg.aux_k, pre.shape[-1]), dim=-1, sorted=False)
-        vals = torch.where(torch.isfinite(vals), F.relu(vals), torch.zeros_like(vals))
-        e_hat = sparse_decode(self.W_dec, vals, idx)
-        num = (e - e_hat).pow(2).sum((1, 2))
-        den = (e - e.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-12)
-        return self.cfg.aux_coef * (num / den) * dead.any(-1)
+    def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale=1.0):
+        if not self.cfg.aux_k or dead_SF is None or not bool(dead_SF.any()): return pre_SBF.new_zeros(self.n_seeds)
+        acts_SBD = acts.unsqueeze(0) if acts.dim() == 2 else acts   # [1 or S, B, D]
+        resid_SBD = (acts_SBD - recon_SBD).detach()
+        masked_SBF = pre_SBF.masked_fill(~dead_SF.unsqueeze(1), -torch.inf)
+        vals_SBA, idx_SBA = masked_SBF.topk(min(self.cfg.aux_k, pre_SBF.shape[-1]), dim=-1, sorted=False)   # A = aux_k
+        vals_SBA = torch.where(torch.isfinite(vals_SBA), F.relu(vals_SBA), torch.zeros_like(vals_SBA))
+        resid_hat_SBD = sparse_decode(self.W_dec, vals_SBA, idx_SBA)
+        num_S = (resid_SBD - resid_hat_SBD).pow(2).sum((1, 2))
+        den_S = (resid_SBD - resid_SBD.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-12)
+        return self.cfg.aux_coef * (num_S / den_S) * dead_SF.any(-1)
 
 # %% ../nbs/04_sae.ipynb #f2217a9f
 class BatchTopKSAEs(TopKSAEs):
@@ -182,22 +182,21 @@ class BatchTopKSAEs(TopKSAEs):
         super().__init__(cfg, n_seeds, device)
         self.register_buffer('threshold', torch.full((n_seeds,), -1.0, device=get_device(device)))
 
-    def activate(self, pre, train=False):
-        S, n, _ = pre.shape
-        r = F.relu(pre)
+    def activate(self, pre_SBF, train=False):
+        S, B, _ = pre_SBF.shape
+        relu_SBF = F.relu(pre_SBF)
         if train:
-            kth = r.reshape(S, -1).topk(min(self.cfg.k * n, r[0].numel()), dim=-1, sorted=False).values
-            self._last_min = kth.min(-1).values.detach()  # smallest kept activation, for the threshold
-            keep = r >= kth.min(-1).values.view(S, 1, 1)
+            kept_SN = relu_SBF.reshape(S, -1).topk(min(self.cfg.k * B, relu_SBF[0].numel()), dim=-1, sorted=False).values   # N = k * B
+            self._last_min = kept_SN.min(-1).values.detach()  # smallest kept activation, for the threshold
+            keep_SBF = relu_SBF >= kept_SN.min(-1).values.view(S, 1, 1)
         else:
-            thr = self.threshold.clamp_min(0).view(S, 1, 1)
-            keep = r > thr
-        keep = keep & (r > 0)
-        m = max(1, int(keep.sum(-1).max()))
+            keep_SBF = relu_SBF > self.threshold.clamp_min(0).view(S, 1, 1)
+        keep_SBF = keep_SBF & (relu_SBF > 0)
+        width = max(1, int(keep_SBF.sum(-1).max()))
         # sorted: the kept codes come first and the zero padding (up to the widest row of any seed) last,
         # so a seed's sums do not depend on how wide the other seeds' rows are
-        vals, idx = torch.where(keep, r, torch.zeros_like(r)).topk(m, dim=-1, sorted=True)
-        return Codes(vals, idx)
+        vals_SBK, idx_SBK = torch.where(keep_SBF, relu_SBF, torch.zeros_like(relu_SBF)).topk(width, dim=-1, sorted=True)
+        return Codes(vals_SBK, idx_SBK)
 
     def after_step_(self):
         super().after_step_(); self.update_threshold_()
@@ -212,8 +211,8 @@ class BatchTopKSAEs(TopKSAEs):
 class ReLUSAEs(SAEs):
     "ReLU SAEs with an L1 penalty on the codes."
     sparse = False
-    def activate(self, pre, train=False): return Codes(F.relu(pre))
-    def extra_loss(self, pre, codes, x, x_hat, dead, step_scale=1.0):
+    def activate(self, pre_SBF, train=False): return Codes(F.relu(pre_SBF))
+    def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale=1.0):
         return step_scale * self.cfg.l1_coef * codes.vals.abs().sum(-1).mean(-1)
 
 # %% ../nbs/04_sae.ipynb #40722359
@@ -221,16 +220,16 @@ ARCHITECTURES = {'topk': TopKSAEs, 'batchtopk': BatchTopKSAEs, 'relu': ReLUSAEs}
 
 # %% ../nbs/04_sae.ipynb #4ad2448a
 @torch.no_grad()
-def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
-    "Point minimising the summed Euclidean distance to the rows of `x` (Weiszfeld's algorithm from the mean)."
-    x = x.double(); y = x.mean(0)
+def geometric_median(points_ND: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    "Point minimising the summed Euclidean distance to the rows of `points_ND` (Weiszfeld's algorithm from the mean)."
+    pts_ND = points_ND.double(); y_D = pts_ND.mean(0)
     for _ in range(iters):
-        w = 1 / (x - y).norm(dim=1).clamp_min(1e-12)
-        y_new = (w[:, None] * x).sum(0) / w.sum()
-        done = (y_new - y).norm() <= tol * y.norm().clamp_min(1e-12)
-        y = y_new
+        w_N = 1 / (pts_ND - y_D).norm(dim=1).clamp_min(1e-12)
+        y_new_D = (w_N[:, None] * pts_ND).sum(0) / w_N.sum()
+        done = (y_new_D - y_D).norm() <= tol * y_D.norm().clamp_min(1e-12)
+        y_D = y_new_D
         if done: break
-    return y.float()
+    return y_D.float()
 
 # %% ../nbs/04_sae.ipynb #006dd0ca
 @torch.no_grad()
@@ -244,15 +243,15 @@ def init_saes(cfg: SAEConfig, seeds, acts: torch.Tensor | None = None, device=No
     sae = ARCHITECTURES[cfg.arch](cfg, len(seeds), dev)
     for i, s in enumerate(seeds):
         g = make_generator(s)   # CPU generator: the same draw on every device
-        W = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
-        W /= W.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        sae.W_dec[i] = W.to(dev)
-        if cfg.init_enc_from_dec: sae.W_enc[i] = W.T.to(dev)
+        W_FD = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
+        W_FD /= W_FD.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        sae.W_dec[i] = W_FD.to(dev)
+        if cfg.init_enc_from_dec: sae.W_enc[i] = W_FD.T.to(dev)
         else:
-            E = torch.randn(cfg.d_in, cfg.d_sae, generator=g)
-            sae.W_enc[i] = (E / E.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dev)
+            E_DF = torch.randn(cfg.d_in, cfg.d_sae, generator=g)
+            sae.W_enc[i] = (E_DF / E_DF.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dev)
     if acts is not None and cfg.b_dec_init != 'zeros':
-        a = acts.to(dev, torch.float32)
-        b = geometric_median(a) if cfg.b_dec_init == 'geometric_median' else a.mean(0)
-        sae.b_dec.copy_(b.expand_as(sae.b_dec))
+        acts_ND = acts.to(dev, torch.float32)
+        b_D = geometric_median(acts_ND) if cfg.b_dec_init == 'geometric_median' else acts_ND.mean(0)
+        sae.b_dec.copy_(b_D.expand_as(sae.b_dec))
     return sae
