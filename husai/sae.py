@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_sae.ipynb #66e5cfeb
 from __future__ import annotations
-import math
+import math, numbers
 from dataclasses import dataclass, asdict, replace
 from typing import NamedTuple
 import torch
@@ -35,6 +35,9 @@ class SAEConfig:
     threshold_beta: float = 0.99  # batchtopk: running-mean factor of the inference threshold
 
 # %% ../nbs/04_sae.ipynb #4962e882
+def _integer(v, lo: int) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= lo
+def _finite(v) -> bool: return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
 def check_sae_config(cfg: SAEConfig, d_in: int | None = None) -> SAEConfig:
     "A validated copy of `cfg` with `d_in` (from the data if not set) and `aux_k` filled in."
     if cfg.arch not in ARCHITECTURES:
@@ -42,22 +45,25 @@ def check_sae_config(cfg: SAEConfig, d_in: int | None = None) -> SAEConfig:
     if d_in is not None and cfg.d_in is not None and cfg.d_in != d_in:
         raise HusaiError(f"SAEConfig.d_in={cfg.d_in} but the activations have width {d_in}")
     d = cfg.d_in if cfg.d_in is not None else d_in
-    if d is None or int(d) < 1: raise HusaiError(f"d_in must be a positive int, got {d!r}")
-    if not isinstance(cfg.d_sae, int) or cfg.d_sae < 1:
-        raise HusaiError(f"d_sae must be a positive int, got {cfg.d_sae!r}")
+    if not _integer(d, 1): raise HusaiError(f"d_in must be a positive int, got {d!r}")
+    if not _integer(cfg.d_sae, 1): raise HusaiError(f"d_sae must be a positive int, got {cfg.d_sae!r}")
     if cfg.b_dec_init not in ('geometric_median', 'mean', 'zeros'):
         raise HusaiError(f"b_dec_init={cfg.b_dec_init!r}; choose 'geometric_median', 'mean' or 'zeros'")
-    if cfg.dead_after < 1: raise HusaiError(f"dead_after must be >= 1 sample, got {cfg.dead_after}")
+    if not _integer(cfg.dead_after, 1): raise HusaiError(f"dead_after must be an int >= 1 (samples), got {cfg.dead_after!r}")
+    if not (_finite(cfg.aux_coef) and cfg.aux_coef >= 0): raise HusaiError(f"aux_coef must be a finite number >= 0, got {cfg.aux_coef!r}")
+    if not (_finite(cfg.threshold_beta) and 0 <= cfg.threshold_beta <= 1):
+        raise HusaiError(f"threshold_beta must be in [0, 1], got {cfg.threshold_beta!r}")
+    for name in ('init_enc_from_dec', 'normalize_decoder', 'remove_parallel_grad'):
+        if not isinstance(getattr(cfg, name), bool): raise HusaiError(f"{name} must be True or False, got {getattr(cfg, name)!r}")
     aux_k = cfg.aux_k
     if ARCHITECTURES[cfg.arch].sparse:
-        if cfg.k is None or not isinstance(cfg.k, int) or not 1 <= cfg.k < cfg.d_sae:
+        if not (_integer(cfg.k, 1) and cfg.k < cfg.d_sae):
             raise HusaiError(f"{cfg.arch} needs an int k with 1 <= k < d_sae={cfg.d_sae}, got k={cfg.k!r}")
-        if aux_k is None: aux_k = max(1, d // 2)
-        aux_k = min(int(aux_k), cfg.d_sae)
-        if aux_k < 0: raise HusaiError(f"aux_k must be >= 0, got {cfg.aux_k}")
+        if not (aux_k is None or _integer(aux_k, 0)): raise HusaiError(f"aux_k must be an int >= 0 or None, got {cfg.aux_k!r}")
+        aux_k = min(max(1, int(d) // 2) if aux_k is None else int(aux_k), cfg.d_sae)
     else:
-        if cfg.l1_coef is None or cfg.l1_coef < 0:
-            raise HusaiError(f"{cfg.arch} needs l1_coef >= 0 (e.g. 1e-2 as in Song et al.), got {cfg.l1_coef!r}")
+        if not (_finite(cfg.l1_coef) and cfg.l1_coef >= 0):
+            raise HusaiError(f"{cfg.arch} needs a finite l1_coef >= 0 (e.g. 1e-2 as in Song et al.), got {cfg.l1_coef!r}")
         aux_k = 0
     return replace(cfg, d_in=int(d), aux_k=aux_k)
 
