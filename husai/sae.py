@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .core import HusaiError, get_device, make_generator
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'SAEConfig', 'check_sae_config', 'Codes', 'sparse_decode', 'SAEs', 'topk_values', 'TopKSAEs',
+__all__ = ['ARCHITECTURES', 'SAEConfig', 'check_sae_config', 'Codes', 'sparse_decode', 'pick', 'SAEs', 'topk_values', 'TopKSAEs',
            'BatchTopKSAEs', 'ReLUSAEs', 'geometric_median', 'init_saes']
 
 # %% ../nbs/04_sae.ipynb #590af53e
@@ -79,12 +79,89 @@ class Codes(NamedTuple):
         return torch.zeros(*self.vals.shape[:2], d_sae, dtype=self.vals.dtype,
                            device=self.vals.device).scatter_add_(-1, self.idx, self.vals)
 
+_CHUNK = 2 ** 18   # elements of the [B, K, D] temporaries a sparse backward makes at once (1 MiB: they stay in cache)
+
+def _chunks(n: int, per_row: int):
+    "Slices of `range(n)` with at most `_CHUNK // per_row` rows each."
+    step = max(1, _CHUNK // max(1, per_row))
+    return [slice(i, i + step) for i in range(0, n, step)]
+
+def _scatter_rows(n_rows: int, idx_SBK, w_SBK, src_SBD) -> torch.Tensor:
+    "`out[s, idx[s,b,j]] += w[s,b,j] * src[s,b]`, `[S, n_rows, D]`: per seed, each row summed in sample order (`index_add_`)."
+    S, B, K = idx_SBK.shape; D = src_SBD.shape[-1]
+    out_SRD = src_SBD.new_zeros(S, n_rows, D)
+    for s in range(S):
+        for c in _chunks(B, K * D):   # index_add_ adds one source row after another: chunks do not change the sums
+            out_SRD[s].index_add_(0, idx_SBK[s, c].reshape(-1), (w_SBK[s, c].unsqueeze(-1) * src_SBD[s, c].unsqueeze(1)).reshape(-1, D))
+    return out_SRD
+
+def _row_dots(table_SRD, idx_SBK, g_SBD) -> torch.Tensor:
+    "`table[s, idx[s,b,j]] . g[s,b]` as `[S, B, K]`."
+    S, B, K = idx_SBK.shape
+    return torch.stack([torch.cat([(F.embedding(idx_SBK[s, c], table_SRD[s]) * g_SBD[s, c].unsqueeze(1)).sum(-1)
+                                   for c in _chunks(B, K * table_SRD.shape[-1])]) for s in range(S)])
+
+class _SparseDecode(torch.autograd.Function):
+    "`sparse_decode` with its own backward: both gradients are sums over the k picked rows, per seed, in sample order."
+    @staticmethod
+    def forward(ctx, W_dec_SFD, vals_SBK, idx_SBK):
+        ctx.save_for_backward(W_dec_SFD, vals_SBK, idx_SBK)
+        return torch.stack([F.embedding_bag(idx_BK, W_FD, per_sample_weights=vals_BK, mode='sum')
+                            for W_FD, vals_BK, idx_BK in zip(W_dec_SFD.unbind(0), vals_SBK.unbind(0), idx_SBK.unbind(0))])
+
+    @staticmethod
+    def backward(ctx, g_SBD):
+        W_dec_SFD, vals_SBK, idx_SBK = ctx.saved_tensors
+        g_W = _scatter_rows(W_dec_SFD.shape[1], idx_SBK, vals_SBK, g_SBD) if ctx.needs_input_grad[0] else None
+        g_vals = _row_dots(W_dec_SFD, idx_SBK, g_SBD) if ctx.needs_input_grad[1] else None
+        return g_W, g_vals, None
+
 def sparse_decode(W_dec_SFD: torch.Tensor, vals_SBK: torch.Tensor, idx_SBK: torch.Tensor) -> torch.Tensor:
-    "`sum_j vals[s,b,j] * W_dec[s, idx[s,b,j]]` as `[S, B, D]`, touching only the rows in `idx`."
-    return torch.stack([F.embedding_bag(idx_BK, W_FD, per_sample_weights=vals_BK, mode='sum')     # one seed at a time (see above)
-                        for W_FD, vals_BK, idx_BK in zip(W_dec_SFD.unbind(0), vals_SBK.unbind(0), idx_SBK.unbind(0))])
+    "`sum_j vals[s,b,j] * W_dec[s, idx[s,b,j]]` as `[S, B, D]`, touching only the rows in `idx` (forward and backward)."
+    return _SparseDecode.apply(W_dec_SFD, vals_SBK, idx_SBK)
 
 # %% ../nbs/04_sae.ipynb #3a8b5fbf
+class _Encoder(torch.autograd.Function):
+    "`acts_SBD W_enc_SDF + bias_SF`. Its backward takes a dense gradient, or the sparse one `pick` sends: then the weight gradient costs B*K*D, not B*F*D."
+    @staticmethod
+    def forward(ctx, acts_SBD, W_enc_SDF, bias_SF):
+        ctx.save_for_backward(acts_SBD, W_enc_SDF)
+        return torch.baddbmm(bias_SF.unsqueeze(1), acts_SBD, W_enc_SDF)
+
+    @staticmethod
+    def backward(ctx, g_SBF):
+        acts_SBD, W_enc_SDF = ctx.saved_tensors
+        if not g_SBF.is_sparse or ctx.needs_input_grad[0]:   # dense: what autograd does for baddbmm
+            g = g_SBF.to_dense() if g_SBF.is_sparse else g_SBF
+            return (torch.bmm(g, W_enc_SDF.transpose(1, 2)) if ctx.needs_input_grad[0] else None,
+                    torch.bmm(acts_SBD.transpose(1, 2), g), g.sum(1))
+        (S, D, n_feat), B = W_enc_SDF.shape, acts_SBD.shape[1]
+        (s_N, b_N, j_N), g_N = g_SBF._indices(), g_SBF._values()   # the picked entries, in the order pick listed them
+        shared = acts_SBD.stride(0) == 0                             # one batch for all seeds (expanded)
+        src_RD, src_N = (acts_SBD[0], b_N) if shared else (acts_SBD.reshape(S * B, D), s_N * B + b_N)
+        rows_N, g_FD, g_b = s_N * n_feat + j_N, acts_SBD.new_zeros(S * n_feat, D), g_N.new_zeros(S * n_feat)
+        for c in _chunks(len(g_N), D): g_FD.index_add_(0, rows_N[c], src_RD.index_select(0, src_N[c]) * g_N[c, None])
+        g_W = g_FD.view(S, n_feat, D).transpose(1, 2).contiguous()   # W_enc's own layout: Adam's element-wise ops stay fast
+        return None, g_W, g_b.index_add_(0, rows_N, g_N).view(S, n_feat)
+
+class _Pick(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre_SBF, idx_SBK):
+        ctx.save_for_backward(idx_SBK); ctx.shape = pre_SBF.shape
+        return pre_SBF.gather(-1, idx_SBK)
+
+    @staticmethod
+    def backward(ctx, g_SBK):
+        (idx_SBK,), (S, B, n_feat) = ctx.saved_tensors, ctx.shape
+        ar = lambda n, shape: torch.arange(n, device=idx_SBK.device).view(shape).expand_as(idx_SBK).reshape(-1)
+        at = torch.stack([ar(S, (-1, 1, 1)), ar(B, (1, -1, 1)), idx_SBK.reshape(-1)])   # (s, b, j) of each picked entry, seed by seed
+        return torch.sparse_coo_tensor(at, g_SBK.reshape(-1), ctx.shape, is_coalesced=False, check_invariants=False), None
+
+def pick(pre_SBF: torch.Tensor, idx_SBK: torch.Tensor) -> torch.Tensor:
+    "`pre_SBF.gather(-1, idx_SBK)`; when `pre_SBF` comes straight from `SAEs.pre_acts`, its gradient reaches the encoder sparsely."
+    if isinstance(pre_SBF.grad_fn, _Encoder._backward_cls): return _Pick.apply(pre_SBF, idx_SBK)
+    return pre_SBF.gather(-1, idx_SBK)
+
 class SAEs(nn.Module):
     "S independent SAEs of one architecture with stacked parameters (leading axis S)."
     sparse = True   # codes are kept sparse (Codes.idx is set)
@@ -103,7 +180,7 @@ class SAEs(nn.Module):
         "Pre-activations `(acts - b_dec) W_enc + b_enc`, `[S, B, F]`, computed as `acts W_enc + (b_enc - b_dec W_enc)`."
         acts_SBD = acts.unsqueeze(0).expand(self.n_seeds, -1, -1) if acts.dim() == 2 else acts
         bias_SF = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)
-        return torch.baddbmm(bias_SF.unsqueeze(1), acts_SBD, self.W_enc)
+        return _Encoder.apply(acts_SBD, self.W_enc, bias_SF)
 
     def activate(self, pre_SBF: torch.Tensor, train: bool = False) -> Codes: raise NotImplementedError
     def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale: float = 1.0) -> torch.Tensor:
@@ -157,7 +234,10 @@ def topk_values(pre_SBF: torch.Tensor, k: int, g: int = 4):
     "`(values, indices)` of the `k` largest entries along the last axis (unsorted), via a block pre-selection."
     n_feat = pre_SBF.shape[-1]
     if n_feat % g or 2 * k * g > n_feat: return pre_SBF.topk(k, dim=-1, sorted=False)
-    blocks_SBK = pre_SBF.unflatten(-1, (n_feat // g, g)).amax(-1).topk(k, dim=-1, sorted=False).indices
+    blocks_SBGg = pre_SBF.unflatten(-1, (n_feat // g, g))
+    if g == 4: maxima = torch.maximum(torch.maximum(blocks_SBGg[..., 0], blocks_SBGg[..., 1]), torch.maximum(blocks_SBGg[..., 2], blocks_SBGg[..., 3]))
+    else: maxima = blocks_SBGg.amax(-1)   # (the same maxima; pairwise is twice as fast on a CPU for g = 4)
+    blocks_SBK = maxima.topk(k, dim=-1, sorted=False).indices
     cand_SBC = (blocks_SBK.unsqueeze(-1) * g + torch.arange(g, device=pre_SBF.device)).flatten(-2)   # C = k * g candidates
     vals_SBK, i_SBK = pre_SBF.gather(-1, cand_SBC).topk(k, dim=-1, sorted=False)
     return vals_SBK, cand_SBC.gather(-1, i_SBK)
@@ -167,15 +247,16 @@ class TopKSAEs(SAEs):
     "TopK SAEs (Gao et al. 2024) with AuxK."
     def activate(self, pre_SBF, train=False):
         with torch.no_grad(): idx_SBK = topk_values(pre_SBF, self.cfg.k)[1]
-        return Codes(F.relu(pre_SBF.gather(-1, idx_SBK)), idx_SBK)
+        return Codes(F.relu(pick(pre_SBF, idx_SBK)), idx_SBK)
 
     def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale=1.0):
         if not self.cfg.aux_k or dead_SF is None or not bool(dead_SF.any()): return pre_SBF.new_zeros(self.n_seeds)
         acts_SBD = acts.unsqueeze(0) if acts.dim() == 2 else acts   # [1 or S, B, D]
         resid_SBD = (acts_SBD - recon_SBD).detach()
-        masked_SBF = pre_SBF.masked_fill(~dead_SF.unsqueeze(1), -torch.inf)
-        vals_SBA, idx_SBA = masked_SBF.topk(min(self.cfg.aux_k, pre_SBF.shape[-1]), dim=-1, sorted=False)   # A = aux_k
-        vals_SBA = torch.where(torch.isfinite(vals_SBA), F.relu(vals_SBA), torch.zeros_like(vals_SBA))
+        with torch.no_grad():
+            masked_SBF = pre_SBF.masked_fill(~dead_SF.unsqueeze(1), -torch.inf)
+            top_SBA, idx_SBA = topk_values(masked_SBF, min(self.cfg.aux_k, pre_SBF.shape[-1]))   # A = aux_k
+        vals_SBA = torch.where(torch.isfinite(top_SBA), F.relu(pick(pre_SBF, idx_SBA)), torch.zeros_like(top_SBA))
         resid_hat_SBD = sparse_decode(self.W_dec, vals_SBA, idx_SBA)
         num_S = (resid_SBD - resid_hat_SBD).pow(2).sum((1, 2))
         den_S = (resid_SBD - resid_SBD.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-12)
@@ -190,7 +271,7 @@ class BatchTopKSAEs(TopKSAEs):
 
     def activate(self, pre_SBF, train=False):
         S, B, _ = pre_SBF.shape
-        relu_SBF = F.relu(pre_SBF)
+        relu_SBF = F.relu(pre_SBF.detach())   # for the choice; the codes' gradient goes through pick
         if train:
             kept_SN = relu_SBF.reshape(S, -1).topk(min(self.cfg.k * B, relu_SBF[0].numel()), dim=-1, sorted=False).values   # N = k * B
             self._last_min = kept_SN.min(-1).values.detach()  # smallest kept activation, for the threshold
@@ -201,8 +282,9 @@ class BatchTopKSAEs(TopKSAEs):
         width = max(1, int(keep_SBF.sum(-1).max()))
         # sorted: the kept codes come first and the zero padding (up to the widest row of any seed) last,
         # so a seed's sums do not depend on how wide the other seeds' rows are
-        vals_SBK, idx_SBK = torch.where(keep_SBF, relu_SBF, torch.zeros_like(relu_SBF)).topk(width, dim=-1, sorted=True)
-        return Codes(vals_SBK, idx_SBK)
+        with torch.no_grad(): idx_SBK = torch.where(keep_SBF, relu_SBF, torch.zeros_like(relu_SBF)).topk(width, dim=-1, sorted=True).indices
+        vals_SBK = F.relu(pick(pre_SBF, idx_SBK))
+        return Codes(torch.where(keep_SBF.gather(-1, idx_SBK), vals_SBK, torch.zeros_like(vals_SBK)), idx_SBK)
 
     def after_step_(self):
         super().after_step_(); self.update_threshold_()

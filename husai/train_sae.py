@@ -205,6 +205,7 @@ class TrainResult:
 # %% ../nbs/05_train_sae.ipynb #a1c0c00d
 def _state(sae: SAEs) -> dict: return {k: v.detach().to('cpu').clone() for k, v in sae.state_dict().items()}
 
+
 class TrainRun:
     "A batched training run in progress: the SAEs, Adam, the batch streams, the dead-latent clocks and the log so far."
     def __init__(self, train_ND, held_ND, cfg: SAEConfig, tc: TrainConfig, seeds, device=None):
@@ -212,7 +213,7 @@ class TrainRun:
         S, self.train_ND, self.held_ND = len(self.seeds), train_ND, held_ND
         self.train_dev = train_ND.to(self.dev)
         self.sae = init_saes(cfg, self.seeds, acts=train_ND, device=self.dev)
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps)
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps)   # not fused: its scalar tail rounds otherwise
         self.streams = batch_streams(len(train_ND), tc, self.seeds)
         self.since_SF = torch.zeros(S, cfg.d_sae, dtype=torch.long, device=self.dev)   # samples since each latent last fired
         self.sums_4S = torch.zeros(4, S, dtype=torch.float64, device=self.dev)         # loss, mse, aux_loss, l0 since the last log
@@ -452,7 +453,7 @@ def train_saes(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = 
     tc, dev = tc0.resolve(len(train_ND), cfg.d_sae), get_device(device)
     check_memory(cfg, tc, len(seeds), len(acts_ND), dev)
     if not cache: return _fit(train_ND, held_ND, cfg, tc, seeds, dev, progress)
-    key = {'sae': cfg, 'train': tc, 'seeds': seeds, 'data': _data_hash(acts_ND), 'v': 2}   # v: bumped when the training arithmetic changes (2: per-seed decoder sums)
+    key = {'sae': cfg, 'train': tc, 'seeds': seeds, 'data': _data_hash(acts_ND), 'v': 3}   # v: bumped when the training arithmetic changes (2: per-seed decoder sums; 3: sparse backward passes)
     with folder_lock(cache_path('sae', key, cache_root)) as folder:   # a 2nd process waits, then reads the cache
         res = _load_cached(folder, dev)
         if res is None: res = _save_cached(_fit(train_ND, held_ND, cfg, tc, seeds, dev, progress, folder, resume_every), folder)
