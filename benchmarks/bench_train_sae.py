@@ -11,7 +11,8 @@ measured side by side on the same (shared, contended) CPU. Each reports wall sec
 seconds of its process (on a loaded machine the CPU time is the steadier figure at 1 thread).
 
 - husai batched: one `train_saes` call for all seeds (initialisation, training, the final evaluation
-  on all 12,769 samples: the anchors are not charged for an evaluation);
+  on all 12,769 samples: the anchors are not charged for an evaluation); the time inside its training
+  steps is also reported, and ratios are printed for whole runs and for the training steps only;
 - husai loop: one `train_saes` call per seed;
 - SAELens (`sae_lens.SAETrainer` + `TopKTrainingSAE`, its defaults) and dictionary_learning 0.1.0
   (`TopKTrainer`): one trainer per seed, one after the other, fed the same batches (husai's training
@@ -83,6 +84,13 @@ def child(mode, steps, n_seeds, out, threads=None):
     seeds = list(range(n_seeds))
     W, fvu = None, None
     batches = _batches(acts, steps) if mode in ('saelens', 'dictionary_learning') else None
+    from husai import train_sae
+    spent = [0.0, 0.0]   # wall and CPU seconds inside husai's training steps (the anchors time nothing else)
+    step = train_sae.TrainRun.step
+    def timed_step(self):
+        t, c = time.perf_counter(), time.process_time(); step(self)
+        spent[0] += time.perf_counter() - t; spent[1] += time.process_time() - c
+    train_sae.TrainRun.step = timed_step
     t0, c0 = time.perf_counter(), time.process_time()
     if mode == 'batched':
         r = train_saes(acts, cfg, seeds, tc, progress=False)
@@ -93,7 +101,8 @@ def child(mode, steps, n_seeds, out, threads=None):
     else:
         for s in seeds: (_saelens if mode == 'saelens' else _dictionary_learning)(s, steps, batches)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    res = dict(mode=mode, seconds=dt, cpu_seconds=cpu, seeds=n_seeds, samples_per_s=n_seeds * steps * B / dt,
+    if mode not in ('batched', 'loop'): spent = [dt, cpu]
+    res = dict(mode=mode, seconds=dt, cpu_seconds=cpu, step_seconds=spent[0], step_cpu_seconds=spent[1], seeds=n_seeds, samples_per_s=n_seeds * steps * B / dt,
                peak_mb=rss_mb(), extra_mb=rss_mb() - base, fvu_eval=fvu)
     if W is not None: torch.save(W, out + '.pt')
     Path(out).write_text(json.dumps(res))
@@ -191,11 +200,12 @@ def main():
             print(f'--- {th} thread(s), load {os.getloadavg()[0]:.1f}')
             for m, r in res.items():
                 if r: print(f"{m:20s} {r['seeds']} seeds {r['seconds']:7.1f} s wall {r['cpu_seconds']:7.1f} s CPU  "
-                            f"{r['samples_per_s']:7.0f} samples/s  peak RSS {r['peak_mb']:5.0f} MB (+{r['extra_mb']:.0f})")
+                            f"(steps {r['step_seconds']:6.1f} s wall {r['step_cpu_seconds']:6.1f} s CPU) peak RSS {r['peak_mb']:5.0f} MB (+{r['extra_mb']:.0f})")
             bt = res['batched']
             for m in ['loop'] + anchors:
-                if res.get(m): print(f"husai batched vs {m} one seed after another: {res[m]['seconds'] / bt['seconds']:.2f}x (wall), "
-                                     f"{res[m]['cpu_seconds'] / bt['cpu_seconds']:.2f}x (CPU time)")
+                if res.get(m): print(f"husai batched vs {m} one seed after another: whole runs {res[m]['seconds'] / bt['seconds']:.2f}x (wall), "
+                                     f"{res[m]['cpu_seconds'] / bt['cpu_seconds']:.2f}x (CPU); training steps only "
+                                     f"{res[m]['step_seconds'] / bt['step_seconds']:.2f}x (wall), {res[m]['step_cpu_seconds'] / bt['step_cpu_seconds']:.2f}x (CPU)")
             Wl, Wb = torch.load(Path(tmp)/f'loop-{th}.pt'), torch.load(Path(tmp)/f'batched-{th}.pt')
             print(f"equality: max |W_dec batched - W_dec single| over {a.seeds} seeds = {(Wl - Wb).abs().max().item():.2e}; "
                   f"max |fvu_eval difference| = {max(abs(x - y) for x, y in zip(res['loop']['fvu_eval'], bt['fvu_eval'])):.2e}; "
