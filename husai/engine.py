@@ -14,13 +14,13 @@ from .core import HusaiError, config_hash, cache_dir, cache_path, load_json, to_
 from .grokking import GrokConfig, train_grokking, load_run, saved_steps
 from .transformer import extract_activations
 from .sae import SAEConfig, check_sae_config
-from .train_sae import TrainConfig, TrainResult, train_saes, check_acts, split_acts, _data_hash
+from .train_sae import TrainConfig, TrainResult, train_saes, check_acts, split_acts, _data_hash, sae_cache_key
 from .io import load_acts
 from .synthetic import SyntheticConfig, make_synthetic
 
 # %% auto #0
-__all__ = ['SOURCES', 'SAE_KEY_VERSION', 'Unit', 'GrokUnit', 'GrokActs', 'ActsFile', 'as_source', 'source_acts',
-           'sae_cache_folder', 'SAEUnit', 'parse_engine', 'run_unit', 'run_units']
+__all__ = ['SOURCES', 'Unit', 'GrokUnit', 'GrokActs', 'ActsFile', 'as_source', 'source_acts', 'sae_cache_folder', 'SAEUnit',
+           'parse_engine', 'run_unit', 'run_units']
 
 # %% ../nbs/14_engine.ipynb #b61738d8
 class Unit:
@@ -139,17 +139,14 @@ def source_acts(source, keep: int = 4) -> tuple:
     return _ACTS[k]
 
 # %% ../nbs/14_engine.ipynb #c5e14ce7
-SAE_KEY_VERSION = 2   # train_saes's cache-key version 'v'
-
 def sae_cache_folder(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = None,
                      data_hash: str | None = None, cache_root=None) -> Path:
-    "The folder `train_saes(acts, sae_cfg, seeds, train_cfg, cache=True)` uses, found without training."
+    "The folder `train_saes(acts, sae_cfg, seeds, train_cfg, cache=True)` uses, found without training (its own `sae_cache_key`)."
     acts = check_acts(acts)
     cfg = check_sae_config(sae_cfg, acts.shape[1])
     tc0 = (train_cfg or TrainConfig()).check()
     train, _ = split_acts(acts, tc0.eval_frac, tc0.split_seed)
-    key = {'sae': cfg, 'train': tc0.resolve(len(train), cfg.d_sae), 'seeds': [int(s) for s in seeds],
-           'data': data_hash or _data_hash(acts), 'v': SAE_KEY_VERSION}
+    key = sae_cache_key(cfg, tc0.resolve(len(train), cfg.d_sae), seeds, data_hash or _data_hash(acts))
     return cache_path('sae', key, cache_root)
 
 # %% ../nbs/14_engine.ipynb #fedfb4ca

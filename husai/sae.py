@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_sae.ipynb #66e5cfeb
 from __future__ import annotations
-import math
+import math, numbers
 from dataclasses import dataclass, asdict, replace
 from typing import NamedTuple
 import torch
@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from .core import HusaiError, get_device, make_generator
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'KMEANS_POINTS', 'KMEANS_ITERS', 'SAEConfig', 'check_sae_config', 'Codes', 'sparse_decode', 'SAEs',
-           'topk_values', 'TopKSAEs', 'BatchTopKSAEs', 'ReLUSAEs', 'geometric_median', 'init_saes', 'JumpReLUSAEs',
-           'code_widths', 'trimmed_decode', 'MatryoshkaSAEs', 'kmeans', 'candidate_points', 'ArchetypalSAEs',
-           'select_seeds', 'cat_seeds', 'member_seeds', 'EnsembleSAEs', 'bootstrap_rows', 'fit_ensemble']
+__all__ = ['ARCHITECTURES', 'KMEANS_POINTS', 'KMEANS_ITERS', 'SAEConfig', 'check_sae_config', 'Codes', 'sparse_decode', 'pick',
+           'SAEs', 'topk_values', 'TopKSAEs', 'BatchTopKSAEs', 'ReLUSAEs', 'geometric_median', 'init_saes',
+           'JumpReLUSAEs', 'code_widths', 'trimmed_decode', 'MatryoshkaSAEs', 'kmeans', 'candidate_points',
+           'ArchetypalSAEs', 'select_seeds', 'cat_seeds', 'member_seeds', 'EnsembleSAEs', 'bootstrap_rows',
+           'fit_ensemble']
 
 # %% ../nbs/04_sae.ipynb #590af53e
 @dataclass
@@ -50,6 +51,9 @@ class SAEConfig:
     archetypal_scale: bool = True         # archetypal: learn a positive scale exp(s) of the whole dictionary (overcomplete's multiplier)
 
 # %% ../nbs/04_sae.ipynb #4962e882
+def _integer(v, lo: int) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= lo
+def _finite(v) -> bool: return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
 def check_sae_config(cfg: SAEConfig, d_in: int | None = None) -> SAEConfig:
     "A validated copy of `cfg` with `d_in` (from the data if not set) and the architecture's defaults (`aux_k`, ...) filled in."
     if cfg.arch not in ARCHITECTURES:
@@ -57,34 +61,115 @@ def check_sae_config(cfg: SAEConfig, d_in: int | None = None) -> SAEConfig:
     if d_in is not None and cfg.d_in is not None and cfg.d_in != d_in:
         raise HusaiError(f"SAEConfig.d_in={cfg.d_in} but the activations have width {d_in}")
     d = cfg.d_in if cfg.d_in is not None else d_in
-    if d is None or int(d) < 1: raise HusaiError(f"d_in must be a positive int, got {d!r}")
-    if not isinstance(cfg.d_sae, int) or cfg.d_sae < 1:
-        raise HusaiError(f"d_sae must be a positive int, got {cfg.d_sae!r}")
+    if not _integer(d, 1): raise HusaiError(f"d_in must be a positive int, got {d!r}")
+    if not _integer(cfg.d_sae, 1): raise HusaiError(f"d_sae must be a positive int, got {cfg.d_sae!r}")
     if cfg.b_dec_init not in ('geometric_median', 'mean', 'zeros'):
         raise HusaiError(f"b_dec_init={cfg.b_dec_init!r}; choose 'geometric_median', 'mean' or 'zeros'")
-    if cfg.dead_after < 1: raise HusaiError(f"dead_after must be >= 1 sample, got {cfg.dead_after}")
+    if not _integer(cfg.dead_after, 1): raise HusaiError(f"dead_after must be an int >= 1 (samples), got {cfg.dead_after!r}")
+    if not (_finite(cfg.aux_coef) and cfg.aux_coef >= 0): raise HusaiError(f"aux_coef must be a finite number >= 0, got {cfg.aux_coef!r}")
+    if not (_finite(cfg.threshold_beta) and 0 <= cfg.threshold_beta <= 1):
+        raise HusaiError(f"threshold_beta must be in [0, 1], got {cfg.threshold_beta!r}")
+    for name in ('init_enc_from_dec', 'normalize_decoder', 'remove_parallel_grad'):
+        if not isinstance(getattr(cfg, name), bool): raise HusaiError(f"{name} must be True or False, got {getattr(cfg, name)!r}")
     if cfg.init not in ('per_seed', 'shared'): raise HusaiError(f"init={cfg.init!r}; choose 'per_seed' or 'shared'")
-    if not isinstance(cfg.init_seed, int) or cfg.init_seed < 0: raise HusaiError(f"init_seed must be an int >= 0, got {cfg.init_seed!r}")
+    if not _integer(cfg.init_seed, 0): raise HusaiError(f"init_seed must be an int >= 0, got {cfg.init_seed!r}")
     return ARCHITECTURES[cfg.arch].check_config(replace(cfg, d_in=int(d)))
 
 # %% ../nbs/04_sae.ipynb #67e982a5
 class Codes(NamedTuple):
-    "Codes of S SAEs: `vals [S, n, m]` at latents `idx [S, n, m]` (sparse), or dense `vals [S, n, d_sae]` when `idx` is None."
+    "Codes of S SAEs: `vals [S, B, K]` at latents `idx [S, B, K]` (sparse), or dense `vals [S, B, F]` when `idx` is None."
     vals: torch.Tensor
     idx: torch.Tensor | None = None
 
     def dense(self, d_sae: int) -> torch.Tensor:
-        "The codes as a dense `[S, n, d_sae]` tensor."
+        "The codes as a dense `[S, B, F]` tensor."
         if self.idx is None: return self.vals
         return torch.zeros(*self.vals.shape[:2], d_sae, dtype=self.vals.dtype,
                            device=self.vals.device).scatter_add_(-1, self.idx, self.vals)
 
-def sparse_decode(W_dec: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    "`sum_j vals[s,b,j] * W_dec[s, idx[s,b,j]]` as `[S, n, d_in]`, touching only the rows in `idx`."
-    return torch.stack([F.embedding_bag(i, W, per_sample_weights=v, mode='sum')     # one seed at a time (see above)
-                        for W, v, i in zip(W_dec.unbind(0), vals.unbind(0), idx.unbind(0))])
+_CHUNK = 2 ** 18   # elements of the [B, K, D] temporaries a sparse backward makes at once (1 MiB: they stay in cache)
+
+def _chunks(n: int, per_row: int):
+    "Slices of `range(n)` with at most `_CHUNK // per_row` rows each."
+    step = max(1, _CHUNK // max(1, per_row))
+    return [slice(i, i + step) for i in range(0, n, step)]
+
+def _scatter_rows(n_rows: int, idx_SBK, w_SBK, src_SBD) -> torch.Tensor:
+    "`out[s, idx[s,b,j]] += w[s,b,j] * src[s,b]`, `[S, n_rows, D]`: per seed, each row summed in sample order (`index_add_`)."
+    S, B, K = idx_SBK.shape; D = src_SBD.shape[-1]
+    out_SRD = src_SBD.new_zeros(S, n_rows, D)
+    for s in range(S):
+        for c in _chunks(B, K * D):   # index_add_ adds one source row after another: chunks do not change the sums
+            out_SRD[s].index_add_(0, idx_SBK[s, c].reshape(-1), (w_SBK[s, c].unsqueeze(-1) * src_SBD[s, c].unsqueeze(1)).reshape(-1, D))
+    return out_SRD
+
+def _row_dots(table_SRD, idx_SBK, g_SBD) -> torch.Tensor:
+    "`table[s, idx[s,b,j]] . g[s,b]` as `[S, B, K]`."
+    S, B, K = idx_SBK.shape
+    return torch.stack([torch.cat([(F.embedding(idx_SBK[s, c], table_SRD[s]) * g_SBD[s, c].unsqueeze(1)).sum(-1)
+                                   for c in _chunks(B, K * table_SRD.shape[-1])]) for s in range(S)])
+
+class _SparseDecode(torch.autograd.Function):
+    "`sparse_decode` with its own backward: both gradients are sums over the k picked rows, per seed, in sample order."
+    @staticmethod
+    def forward(ctx, W_dec_SFD, vals_SBK, idx_SBK):
+        ctx.save_for_backward(W_dec_SFD, vals_SBK, idx_SBK)
+        return torch.stack([F.embedding_bag(idx_BK, W_FD, per_sample_weights=vals_BK, mode='sum')
+                            for W_FD, vals_BK, idx_BK in zip(W_dec_SFD.unbind(0), vals_SBK.unbind(0), idx_SBK.unbind(0))])
+
+    @staticmethod
+    def backward(ctx, g_SBD):
+        W_dec_SFD, vals_SBK, idx_SBK = ctx.saved_tensors
+        g_W = _scatter_rows(W_dec_SFD.shape[1], idx_SBK, vals_SBK, g_SBD) if ctx.needs_input_grad[0] else None
+        g_vals = _row_dots(W_dec_SFD, idx_SBK, g_SBD) if ctx.needs_input_grad[1] else None
+        return g_W, g_vals, None
+
+def sparse_decode(W_dec_SFD: torch.Tensor, vals_SBK: torch.Tensor, idx_SBK: torch.Tensor) -> torch.Tensor:
+    "`sum_j vals[s,b,j] * W_dec[s, idx[s,b,j]]` as `[S, B, D]`, touching only the rows in `idx` (forward and backward)."
+    return _SparseDecode.apply(W_dec_SFD, vals_SBK, idx_SBK)
 
 # %% ../nbs/04_sae.ipynb #3a8b5fbf
+class _Encoder(torch.autograd.Function):
+    "`acts_SBD W_enc_SDF + bias_SF`. Its backward takes a dense gradient, or the sparse one `pick` sends: then the weight gradient costs B*K*D, not B*F*D."
+    @staticmethod
+    def forward(ctx, acts_SBD, W_enc_SDF, bias_SF):
+        ctx.save_for_backward(acts_SBD, W_enc_SDF)
+        return torch.baddbmm(bias_SF.unsqueeze(1), acts_SBD, W_enc_SDF)
+
+    @staticmethod
+    def backward(ctx, g_SBF):
+        acts_SBD, W_enc_SDF = ctx.saved_tensors
+        if not g_SBF.is_sparse or ctx.needs_input_grad[0]:   # dense: what autograd does for baddbmm
+            g = g_SBF.to_dense() if g_SBF.is_sparse else g_SBF
+            return (torch.bmm(g, W_enc_SDF.transpose(1, 2)) if ctx.needs_input_grad[0] else None,
+                    torch.bmm(acts_SBD.transpose(1, 2), g), g.sum(1))
+        (S, D, n_feat), B = W_enc_SDF.shape, acts_SBD.shape[1]
+        (s_N, b_N, j_N), g_N = g_SBF._indices(), g_SBF._values()   # the picked entries, in the order pick listed them
+        shared = acts_SBD.stride(0) == 0                             # one batch for all seeds (expanded)
+        src_RD, src_N = (acts_SBD[0], b_N) if shared else (acts_SBD.reshape(S * B, D), s_N * B + b_N)
+        rows_N, g_FD, g_b = s_N * n_feat + j_N, acts_SBD.new_zeros(S * n_feat, D), g_N.new_zeros(S * n_feat)
+        for c in _chunks(len(g_N), D): g_FD.index_add_(0, rows_N[c], src_RD.index_select(0, src_N[c]) * g_N[c, None])
+        g_W = g_FD.view(S, n_feat, D).transpose(1, 2).contiguous()   # W_enc's own layout: Adam's element-wise ops stay fast
+        return None, g_W, g_b.index_add_(0, rows_N, g_N).view(S, n_feat)
+
+class _Pick(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre_SBF, idx_SBK):
+        ctx.save_for_backward(idx_SBK); ctx.shape = pre_SBF.shape
+        return pre_SBF.gather(-1, idx_SBK)
+
+    @staticmethod
+    def backward(ctx, g_SBK):
+        (idx_SBK,), (S, B, n_feat) = ctx.saved_tensors, ctx.shape
+        ar = lambda n, shape: torch.arange(n, device=idx_SBK.device).view(shape).expand_as(idx_SBK).reshape(-1)
+        at = torch.stack([ar(S, (-1, 1, 1)), ar(B, (1, -1, 1)), idx_SBK.reshape(-1)])   # (s, b, j) of each picked entry, seed by seed
+        return torch.sparse_coo_tensor(at, g_SBK.reshape(-1), ctx.shape, is_coalesced=False, check_invariants=False), None
+
+def pick(pre_SBF: torch.Tensor, idx_SBK: torch.Tensor) -> torch.Tensor:
+    "`pre_SBF.gather(-1, idx_SBK)`; when `pre_SBF` comes straight from `SAEs.pre_acts`, its gradient reaches the encoder sparsely."
+    if isinstance(pre_SBF.grad_fn, _Encoder._backward_cls): return _Pick.apply(pre_SBF, idx_SBK)
+    return pre_SBF.gather(-1, idx_SBK)
+
 class SAEs(nn.Module):
     "S independent SAEs of one architecture with stacked parameters (leading axis S)."
     sparse = True   # codes are kept sparse (Codes.idx is set)
@@ -94,26 +179,25 @@ class SAEs(nn.Module):
         super().__init__()
         cfg = check_sae_config(cfg)
         self.cfg, self.n_seeds, dev = cfg, n_seeds, get_device(device)
-        S, d, m = n_seeds, cfg.d_in, cfg.d_sae
-        self.W_enc = nn.Parameter(torch.zeros(S, d, m, device=dev))
+        S, D, n_feat = n_seeds, cfg.d_in, cfg.d_sae
+        self.W_enc = nn.Parameter(torch.zeros(S, D, n_feat, device=dev))
         if not isinstance(getattr(type(self), 'W_dec', None), property):   # a subclass may compute its decoder (archetypal)
-            self.W_dec = nn.Parameter(torch.zeros(S, m, d, device=dev))
-        self.b_enc = nn.Parameter(torch.zeros(S, m, device=dev))
-        self.b_dec = nn.Parameter(torch.zeros(S, d, device=dev))
+            self.W_dec = nn.Parameter(torch.zeros(S, n_feat, D, device=dev))
+        self.b_enc = nn.Parameter(torch.zeros(S, n_feat, device=dev))
+        self.b_dec = nn.Parameter(torch.zeros(S, D, device=dev))
 
     @classmethod
     def check_config(cls, cfg: SAEConfig) -> SAEConfig:
         "Check and fill in the fields of `cfg` this architecture reads (here: `k` and `aux_k` for sparse codes, `l1_coef` for dense ones)."
         aux_k = cfg.aux_k
         if cls.sparse:
-            if cfg.k is None or not isinstance(cfg.k, int) or not 1 <= cfg.k < cfg.d_sae:
+            if not (_integer(cfg.k, 1) and cfg.k < cfg.d_sae):
                 raise HusaiError(f"{cfg.arch} needs an int k with 1 <= k < d_sae={cfg.d_sae}, got k={cfg.k!r}")
-            if aux_k is None: aux_k = max(1, cfg.d_in // 2)
-            aux_k = min(int(aux_k), cfg.d_sae)
-            if aux_k < 0: raise HusaiError(f"aux_k must be >= 0, got {cfg.aux_k}")
+            if not (aux_k is None or _integer(aux_k, 0)): raise HusaiError(f"aux_k must be an int >= 0 or None, got {cfg.aux_k!r}")
+            aux_k = min(max(1, cfg.d_in // 2) if aux_k is None else int(aux_k), cfg.d_sae)
         else:
-            if cfg.l1_coef is None or cfg.l1_coef < 0:
-                raise HusaiError(f"{cfg.arch} needs l1_coef >= 0 (e.g. 1e-2 as in Song et al.), got {cfg.l1_coef!r}")
+            if not (_finite(cfg.l1_coef) and cfg.l1_coef >= 0):
+                raise HusaiError(f"{cfg.arch} needs a finite l1_coef >= 0 (e.g. 1e-2 as in Song et al.), got {cfg.l1_coef!r}")
             aux_k = 0
         return replace(cfg, aux_k=aux_k)
 
@@ -122,42 +206,42 @@ class SAEs(nn.Module):
         "Seed i's initial weights drawn from `gens[i]`: unit-norm Gaussian decoder rows, the encoder their transpose (or its own draw)."
         cfg, dev = self.cfg, self.W_enc.device
         for i, g in enumerate(gens):
-            W = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
-            W /= W.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            self.W_dec[i] = W.to(dev)
-            if cfg.init_enc_from_dec: self.W_enc[i] = W.T.to(dev)
+            W_FD = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
+            W_FD /= W_FD.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            self.W_dec[i] = W_FD.to(dev)
+            if cfg.init_enc_from_dec: self.W_enc[i] = W_FD.T.to(dev)
             else:
-                E = torch.randn(cfg.d_in, cfg.d_sae, generator=g)
-                self.W_enc[i] = (E / E.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dev)
+                E_DF = torch.randn(cfg.d_in, cfg.d_sae, generator=g)
+                self.W_enc[i] = (E_DF / E_DF.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dev)
 
-    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        "Pre-activations `(x - b_dec) W_enc + b_enc`, `[S, n, d_sae]`, computed as `x W_enc + (b_enc - b_dec W_enc)`."
-        x = x.unsqueeze(0).expand(self.n_seeds, -1, -1) if x.dim() == 2 else x
-        bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)
-        return torch.baddbmm(bias.unsqueeze(1), x, self.W_enc)
+    def pre_acts(self, acts: torch.Tensor) -> torch.Tensor:
+        "Pre-activations `(acts - b_dec) W_enc + b_enc`, `[S, B, F]`, computed as `acts W_enc + (b_enc - b_dec W_enc)`."
+        acts_SBD = acts.unsqueeze(0).expand(self.n_seeds, -1, -1) if acts.dim() == 2 else acts
+        bias_SF = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)
+        return _Encoder.apply(acts_SBD, self.W_enc, bias_SF)
 
-    def activate(self, pre: torch.Tensor, train: bool = False) -> Codes: raise NotImplementedError
-    def extra_loss(self, pre, codes, x, x_hat, dead, step_scale: float = 1.0) -> torch.Tensor:
+    def activate(self, pre_SBF: torch.Tensor, train: bool = False) -> Codes: raise NotImplementedError
+    def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale: float = 1.0) -> torch.Tensor:
         "Per-seed extra loss `[S]` (L1 or AuxK); zero by default."
-        return pre.new_zeros(self.n_seeds)
+        return pre_SBF.new_zeros(self.n_seeds)
 
-    def encode_codes(self, x, train: bool = False) -> Codes: return self.activate(self.pre_acts(x), train)
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        "Dense codes `[S, n, d_sae]` (inference mode)."
-        return self.encode_codes(x).dense(self.cfg.d_sae)
+    def encode_codes(self, acts, train: bool = False) -> Codes: return self.activate(self.pre_acts(acts), train)
+    def encode(self, acts: torch.Tensor) -> torch.Tensor:
+        "Dense codes `[S, B, F]` (inference mode)."
+        return self.encode_codes(acts).dense(self.cfg.d_sae)
 
     def decode_codes(self, codes: Codes) -> torch.Tensor:
-        "Reconstruction `[S, n, d_in]` from `Codes` (sparse decode where the codes are sparse)."
-        out = torch.bmm(codes.vals, self.W_dec) if codes.idx is None else sparse_decode(self.W_dec, *codes)
-        return out + self.b_dec.unsqueeze(1)
+        "Reconstruction `[S, B, D]` from `Codes` (sparse decode where the codes are sparse)."
+        out_SBD = torch.bmm(codes.vals, self.W_dec) if codes.idx is None else sparse_decode(self.W_dec, *codes)
+        return out_SBD + self.b_dec.unsqueeze(1)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        "Reconstruction `[S, n, d_in]` from dense codes `[S, n, d_sae]`."
-        return torch.bmm(z, self.W_dec) + self.b_dec.unsqueeze(1)
+    def decode(self, codes_SBF: torch.Tensor) -> torch.Tensor:
+        "Reconstruction `[S, B, D]` from dense codes `[S, B, F]`."
+        return torch.bmm(codes_SBF, self.W_dec) + self.b_dec.unsqueeze(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "Reconstruction `[S, n, d_in]` of `x` by every SAE."
-        return self.decode_codes(self.encode_codes(x))
+    def forward(self, acts: torch.Tensor) -> torch.Tensor:
+        "Reconstruction `[S, B, D]` of `acts` (`[B, D]`, or `[S, B, D]`: one batch per seed) by every SAE."
+        return self.decode_codes(self.encode_codes(acts))
 
     def single(self, i: int) -> dict:
         "Seed `i`'s parameters as a dict of detached tensors (`W_enc [d_in, d_sae]`, ...; `threshold` if any)."
@@ -180,8 +264,8 @@ class SAEs(nn.Module):
     def remove_parallel_grad_(self):
         "Remove from `W_dec.grad` the component parallel to each (unit-norm) decoder row."
         if self.W_dec.grad is None: return
-        g, w = self.W_dec.grad, self.W_dec
-        g.sub_((g * w).sum(-1, keepdim=True) * w)
+        g_SFD, W_SFD = self.W_dec.grad, self.W_dec
+        g_SFD.sub_((g_SFD * W_SFD).sum(-1, keepdim=True) * W_SFD)
 
     @property
     def saelens_arch(self) -> str:
@@ -238,33 +322,37 @@ class SAEs(nn.Module):
                 self.threshold[i] = thr
 
 # %% ../nbs/04_sae.ipynb #8fc2a9b3
-def topk_values(pre: torch.Tensor, k: int, g: int = 4):
+def topk_values(pre_SBF: torch.Tensor, k: int, g: int = 4):
     "`(values, indices)` of the `k` largest entries along the last axis (unsorted), via a block pre-selection."
-    m = pre.shape[-1]
-    if m % g or 2 * k * g > m: return pre.topk(k, dim=-1, sorted=False)
-    blocks = pre.unflatten(-1, (m // g, g)).amax(-1).topk(k, dim=-1, sorted=False).indices
-    cand = (blocks.unsqueeze(-1) * g + torch.arange(g, device=pre.device)).flatten(-2)
-    vals, i = pre.gather(-1, cand).topk(k, dim=-1, sorted=False)
-    return vals, cand.gather(-1, i)
+    n_feat = pre_SBF.shape[-1]
+    if n_feat % g or 2 * k * g > n_feat: return pre_SBF.topk(k, dim=-1, sorted=False)
+    blocks_SBGg = pre_SBF.unflatten(-1, (n_feat // g, g))
+    if g == 4: maxima = torch.maximum(torch.maximum(blocks_SBGg[..., 0], blocks_SBGg[..., 1]), torch.maximum(blocks_SBGg[..., 2], blocks_SBGg[..., 3]))
+    else: maxima = blocks_SBGg.amax(-1)   # (the same maxima; pairwise is twice as fast on a CPU for g = 4)
+    blocks_SBK = maxima.topk(k, dim=-1, sorted=False).indices
+    cand_SBC = (blocks_SBK.unsqueeze(-1) * g + torch.arange(g, device=pre_SBF.device)).flatten(-2)   # C = k * g candidates
+    vals_SBK, i_SBK = pre_SBF.gather(-1, cand_SBC).topk(k, dim=-1, sorted=False)
+    return vals_SBK, cand_SBC.gather(-1, i_SBK)
 
 # %% ../nbs/04_sae.ipynb #4d594fb9
 class TopKSAEs(SAEs):
     "TopK SAEs (Gao et al. 2024) with AuxK."
-    def activate(self, pre, train=False):
-        with torch.no_grad(): idx = topk_values(pre, self.cfg.k)[1]
-        return Codes(F.relu(pre.gather(-1, idx)), idx)
+    def activate(self, pre_SBF, train=False):
+        with torch.no_grad(): idx_SBK = topk_values(pre_SBF, self.cfg.k)[1]
+        return Codes(F.relu(pick(pre_SBF, idx_SBK)), idx_SBK)
 
-    def extra_loss(self, pre, codes, x, x_hat, dead, step_scale=1.0):
-        if not self.cfg.aux_k or dead is None or not bool(dead.any()): return pre.new_zeros(self.n_seeds)
-        if x.dim() == 2: x = x.unsqueeze(0)
-        e = (x - x_hat).detach()
-        masked = pre.masked_fill(~dead.unsqueeze(1), -torch.inf)
-        vals, idx = masked.topk(min(self.cfg.aux_k, pre.shape[-1]), dim=-1, sorted=False)
-        vals = torch.where(torch.isfinite(vals), F.relu(vals), torch.zeros_like(vals))
-        e_hat = sparse_decode(self.W_dec, vals, idx)
-        num = (e - e_hat).pow(2).sum((1, 2))
-        den = (e - e.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-12)
-        return self.cfg.aux_coef * (num / den) * dead.any(-1)
+    def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale=1.0):
+        if not self.cfg.aux_k or dead_SF is None or not bool(dead_SF.any()): return pre_SBF.new_zeros(self.n_seeds)
+        acts_SBD = acts.unsqueeze(0) if acts.dim() == 2 else acts   # [1 or S, B, D]
+        resid_SBD = (acts_SBD - recon_SBD).detach()
+        with torch.no_grad():
+            masked_SBF = pre_SBF.masked_fill(~dead_SF.unsqueeze(1), -torch.inf)
+            top_SBA, idx_SBA = topk_values(masked_SBF, min(self.cfg.aux_k, pre_SBF.shape[-1]))   # A = aux_k
+        vals_SBA = torch.where(torch.isfinite(top_SBA), F.relu(pick(pre_SBF, idx_SBA)), torch.zeros_like(top_SBA))
+        resid_hat_SBD = sparse_decode(self.W_dec, vals_SBA, idx_SBA)
+        num_S = (resid_SBD - resid_hat_SBD).pow(2).sum((1, 2))
+        den_S = (resid_SBD - resid_SBD.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-12)
+        return self.cfg.aux_coef * (num_S / den_S) * dead_SF.any(-1)
 
 # %% ../nbs/04_sae.ipynb #f2217a9f
 class BatchTopKSAEs(TopKSAEs):
@@ -273,22 +361,22 @@ class BatchTopKSAEs(TopKSAEs):
         super().__init__(cfg, n_seeds, device)
         self.register_buffer('threshold', torch.full((n_seeds,), -1.0, device=get_device(device)))
 
-    def activate(self, pre, train=False):
-        S, n, _ = pre.shape
-        r = F.relu(pre)
+    def activate(self, pre_SBF, train=False):
+        S, B, _ = pre_SBF.shape
+        relu_SBF = F.relu(pre_SBF.detach())   # for the choice; the codes' gradient goes through pick
         if train:
-            kth = r.reshape(S, -1).topk(min(self.cfg.k * n, r[0].numel()), dim=-1, sorted=False).values
-            self._last_min = kth.min(-1).values.detach()  # smallest kept activation, for the threshold
-            keep = r >= kth.min(-1).values.view(S, 1, 1)
+            kept_SN = relu_SBF.reshape(S, -1).topk(min(self.cfg.k * B, relu_SBF[0].numel()), dim=-1, sorted=False).values   # N = k * B
+            self._last_min = kept_SN.min(-1).values.detach()  # smallest kept activation, for the threshold
+            keep_SBF = relu_SBF >= kept_SN.min(-1).values.view(S, 1, 1)
         else:
-            thr = self.threshold.clamp_min(0).view(S, 1, 1)
-            keep = r > thr
-        keep = keep & (r > 0)
-        m = max(1, int(keep.sum(-1).max()))
+            keep_SBF = relu_SBF > self.threshold.clamp_min(0).view(S, 1, 1)
+        keep_SBF = keep_SBF & (relu_SBF > 0)
+        width = max(1, int(keep_SBF.sum(-1).max()))
         # sorted: the kept codes come first and the zero padding (up to the widest row of any seed) last,
         # so a seed's sums do not depend on how wide the other seeds' rows are
-        vals, idx = torch.where(keep, r, torch.zeros_like(r)).topk(m, dim=-1, sorted=True)
-        return Codes(vals, idx)
+        with torch.no_grad(): idx_SBK = torch.where(keep_SBF, relu_SBF, torch.zeros_like(relu_SBF)).topk(width, dim=-1, sorted=True).indices
+        vals_SBK = F.relu(pick(pre_SBF, idx_SBK))
+        return Codes(torch.where(keep_SBF.gather(-1, idx_SBK), vals_SBK, torch.zeros_like(vals_SBK)), idx_SBK)
 
     def after_step_(self):
         super().after_step_(); self.update_threshold_()
@@ -303,8 +391,8 @@ class BatchTopKSAEs(TopKSAEs):
 class ReLUSAEs(SAEs):
     "ReLU SAEs with an L1 penalty on the codes."
     sparse = False
-    def activate(self, pre, train=False): return Codes(F.relu(pre))
-    def extra_loss(self, pre, codes, x, x_hat, dead, step_scale=1.0):
+    def activate(self, pre_SBF, train=False): return Codes(F.relu(pre_SBF))
+    def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale=1.0):
         return step_scale * self.cfg.l1_coef * codes.vals.abs().sum(-1).mean(-1)
 
 # %% ../nbs/04_sae.ipynb #40722359
@@ -312,16 +400,16 @@ ARCHITECTURES = {'topk': TopKSAEs, 'batchtopk': BatchTopKSAEs, 'relu': ReLUSAEs}
 
 # %% ../nbs/04_sae.ipynb #4ad2448a
 @torch.no_grad()
-def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
-    "Point minimising the summed Euclidean distance to the rows of `x` (Weiszfeld's algorithm from the mean)."
-    x = x.double(); y = x.mean(0)
+def geometric_median(points_ND: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    "Point minimising the summed Euclidean distance to the rows of `points_ND` (Weiszfeld's algorithm from the mean)."
+    pts_ND = points_ND.double(); y_D = pts_ND.mean(0)
     for _ in range(iters):
-        w = 1 / (x - y).norm(dim=1).clamp_min(1e-12)
-        y_new = (w[:, None] * x).sum(0) / w.sum()
-        done = (y_new - y).norm() <= tol * y.norm().clamp_min(1e-12)
-        y = y_new
+        w_N = 1 / (pts_ND - y_D).norm(dim=1).clamp_min(1e-12)
+        y_new_D = (w_N[:, None] * pts_ND).sum(0) / w_N.sum()
+        done = (y_new_D - y_D).norm() <= tol * y_D.norm().clamp_min(1e-12)
+        y_D = y_new_D
         if done: break
-    return y.float()
+    return y_D.float()
 
 # %% ../nbs/04_sae.ipynb #006dd0ca
 @torch.no_grad()
@@ -336,9 +424,9 @@ def init_saes(cfg: SAEConfig, seeds, acts: torch.Tensor | None = None, device=No
     gens = [make_generator(cfg.init_seed if cfg.init == 'shared' else s) for s in seeds]   # CPU generators: the same draw on every device
     sae.init_weights_(gens, acts)
     if acts is not None and cfg.b_dec_init != 'zeros':
-        a = acts.to(dev, torch.float32)
-        b = geometric_median(a) if cfg.b_dec_init == 'geometric_median' else a.mean(0)
-        sae.b_dec.copy_(b.expand_as(sae.b_dec))
+        acts_ND = acts.to(dev, torch.float32)
+        b_D = geometric_median(acts_ND) if cfg.b_dec_init == 'geometric_median' else acts_ND.mean(0)
+        sae.b_dec.copy_(b_D.expand_as(sae.b_dec))
     return sae
 
 # %% ../nbs/04_sae.ipynb #1f67c4da

@@ -4,19 +4,20 @@
 
 # %% ../nbs/05_train_sae.ipynb #8833ce7d
 from __future__ import annotations
-import hashlib, math, time
+import hashlib, json, math, numbers, os, time, warnings
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from .core import (HusaiError, get_device, make_generator, config_hash, cache_path, folder_lock,
-                        save_json, load_json, save_tensors, load_tensors)
-from .sae import SAEConfig, SAEs, ARCHITECTURES, check_sae_config, init_saes
+                        save_json, load_json, save_tensors, load_tensors, to_plain)
+from .sae import SAEConfig, SAEs, Codes, ARCHITECTURES, check_sae_config, init_saes
 
 # %% auto #0
-__all__ = ['DEFAULT_EPOCHS', 'MIN_STEPS', 'check_acts', 'TrainConfig', 'lr_factor', 'evaluate', 'split_acts', 'TrainResult',
-           'train_saes', 'tune_l1']
+__all__ = ['DEFAULT_EPOCHS', 'MIN_STEPS', 'MAX_STEPS', 'SAE_KEY_VERSION', 'check_acts', 'TrainConfig', 'lr_factor',
+           'fired_latents', 'evaluate', 'batch_streams', 'split_acts', 'TrainResult', 'TrainRun', 'memory_estimate',
+           'check_memory', 'sae_cache_key', 'train_saes', 'tune_l1']
 
 # %% ../nbs/05_train_sae.ipynb #5bdf1ddc
 def check_acts(acts, name: str = 'activations') -> torch.Tensor:
@@ -29,10 +30,10 @@ def check_acts(acts, name: str = 'activations') -> torch.Tensor:
     if not acts.is_floating_point(): raise HusaiError(f"{name} have dtype {acts.dtype}; expected floating point values")
     if acts.dim() != 2: raise HusaiError(f"{name} have shape {tuple(acts.shape)}; expected [n, d_in] (rank 2)")
     if acts.shape[0] == 0 or acts.shape[1] == 0: raise HusaiError(f"{name} are empty (shape {tuple(acts.shape)})")
-    acts = acts.detach().to('cpu', torch.float32)
-    bad = (~torch.isfinite(acts)).any(1)
-    if bad.any(): raise HusaiError(f"{name} contain NaN or Inf in {int(bad.sum())} of {len(acts)} rows; clean or drop them")
-    return acts
+    acts_ND = acts.detach().to('cpu', torch.float32)
+    bad_N = (~torch.isfinite(acts_ND)).any(1)
+    if bad_N.any(): raise HusaiError(f"{name} contain NaN or Inf in {int(bad_N.sum())} of {len(acts_ND)} rows; clean or drop them")
+    return acts_ND
 
 # %% ../nbs/05_train_sae.ipynb #48c819c2
 DEFAULT_EPOCHS, MIN_STEPS = 50, 2_000
@@ -58,30 +59,53 @@ class TrainConfig:
     checkpoint_every: int | None = None  # None: no checkpoints
     eval_batch: int = 2048               # samples per evaluation chunk (memory only)
 
-    def resolve(self, n_train: int, d_sae: int) -> TrainConfig:
-        "A copy with every `None` default replaced by its value for `n_train` samples and `d_sae` latents."
-        self.check()
-        B = n_train if self.batch_size is None else min(self.batch_size, n_train)
-        if self.steps is not None: steps = self.steps
-        elif self.epochs is not None: steps = max(1, math.ceil(self.epochs * n_train / B))
-        else: steps = max(MIN_STEPS, math.ceil(DEFAULT_EPOCHS * n_train / B))
-        return replace(self, batch_size=B, steps=steps, epochs=steps * B / n_train,
-            lr=self.lr if self.lr is not None else 2e-4 / math.sqrt(d_sae / 2 ** 14),
-            lr_warmup_steps=self.lr_warmup_steps if self.lr_warmup_steps is not None else min(1000, steps // 20),
-            l1_warmup_steps=self.l1_warmup_steps if self.l1_warmup_steps is not None else steps // 20,
-            log_every=self.log_every or max(1, steps // 20), betas=tuple(self.betas))
+# %% ../nbs/05_train_sae.ipynb #a1c0c002
+MAX_STEPS = 10 ** 9   # more steps than any run can finish: a typo, or epochs=inf
 
-    def check(self):
-        "Raise a `HusaiError` for an impossible setting."
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1): raise HusaiError(f"steps must be an int >= 1, got {self.steps!r}")
-        if self.epochs is not None and not self.epochs > 0: raise HusaiError(f"epochs must be > 0, got {self.epochs!r}")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise HusaiError(f"batch_size must be an int >= 1 or None (full batch), got {self.batch_size!r}")
-        if self.lr is not None and not self.lr > 0: raise HusaiError(f"lr must be > 0, got {self.lr}")
-        if self.lr_decay not in ('linear', 'cosine', 'none'): raise HusaiError(f"lr_decay={self.lr_decay!r}; choose 'linear', 'cosine' or 'none'")
-        if self.data_order not in ('shared', 'per_seed'): raise HusaiError(f"data_order={self.data_order!r}; choose 'shared' or 'per_seed'")
-        if not 0 <= self.eval_frac < 1: raise HusaiError(f"eval_frac must be in [0, 1), got {self.eval_frac}")
-        return self
+def _integer(v, lo: int) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= lo
+def _finite(v) -> bool: return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+def _need(ok: bool, msg: str):
+    if not ok: raise HusaiError(msg)
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c021
+def _check_train_cfg(self: TrainConfig) -> TrainConfig:
+    "Raise a `HusaiError` naming the field of an impossible setting (counts are ints, rates finite and in range); return the config."
+    c, opt = self, lambda v, ok: v is None or ok
+    _need(opt(c.steps, _integer(c.steps, 1) and c.steps <= MAX_STEPS), f"steps must be an int in [1, {MAX_STEPS:,}], got {c.steps!r}")
+    _need(opt(c.epochs, _finite(c.epochs) and c.epochs > 0), f"epochs must be a finite number > 0, got {c.epochs!r}")
+    _need(opt(c.batch_size, _integer(c.batch_size, 1)), f"batch_size must be an int >= 1 or None (full batch), got {c.batch_size!r}")
+    _need(opt(c.lr, _finite(c.lr) and c.lr > 0), f"lr must be a finite number > 0, got {c.lr!r}")
+    _need(c.lr_decay in ('linear', 'cosine', 'none'), f"lr_decay={c.lr_decay!r}; choose 'linear', 'cosine' or 'none'")
+    _need(_finite(c.lr_decay_frac) and 0 <= c.lr_decay_frac <= 1, f"lr_decay_frac must be in [0, 1], got {c.lr_decay_frac!r}")
+    _need(isinstance(c.betas, (tuple, list)) and len(c.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in c.betas),
+          f"betas must be two numbers in [0, 1), got {c.betas!r}")
+    _need(_finite(c.eps) and c.eps > 0, f"eps must be a finite number > 0, got {c.eps!r}")
+    _need(c.data_order in ('shared', 'per_seed'), f"data_order={c.data_order!r}; choose 'shared' or 'per_seed'")
+    _need(_finite(c.eval_frac) and 0 <= c.eval_frac < 1, f"eval_frac must be in [0, 1), got {c.eval_frac!r}")
+    for name, lo in (('lr_warmup_steps', 0), ('l1_warmup_steps', 0), ('log_every', 1), ('checkpoint_every', 1)):
+        _need(opt(getattr(c, name), _integer(getattr(c, name), lo)), f"{name} must be an int >= {lo} or None, got {getattr(c, name)!r}")
+    for name in ('data_seed', 'split_seed'): _need(_integer(getattr(c, name), 0), f"{name} must be an int >= 0, got {getattr(c, name)!r}")
+    _need(_integer(c.eval_batch, 1), f"eval_batch must be an int >= 1, got {c.eval_batch!r}")
+    return c
+
+TrainConfig.check = _check_train_cfg
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c004
+def _resolve(self: TrainConfig, n_train: int, d_sae: int) -> TrainConfig:
+    "A copy with every `None` default replaced by its value for `n_train` samples and `d_sae` latents."
+    self.check()
+    B = n_train if self.batch_size is None else min(self.batch_size, n_train)
+    if self.steps is not None: steps = self.steps
+    elif self.epochs is not None: steps = max(1, math.ceil(self.epochs * n_train / B))
+    else: steps = max(MIN_STEPS, math.ceil(DEFAULT_EPOCHS * n_train / B))
+    _need(steps <= MAX_STEPS, f"epochs={self.epochs} of {n_train:,} samples is {steps:,} steps, more than {MAX_STEPS:,}")
+    return replace(self, batch_size=B, steps=steps, epochs=steps * B / n_train,
+        lr=self.lr if self.lr is not None else 2e-4 / math.sqrt(d_sae / 2 ** 14),
+        lr_warmup_steps=self.lr_warmup_steps if self.lr_warmup_steps is not None else min(1000, steps // 20),
+        l1_warmup_steps=self.l1_warmup_steps if self.l1_warmup_steps is not None else steps // 20,
+        log_every=self.log_every or max(1, steps // 20), betas=tuple(self.betas))
+
+TrainConfig.resolve = _resolve
 
 # %% ../nbs/05_train_sae.ipynb #e0bf7edf
 def lr_factor(t: int, tc: TrainConfig) -> float:
@@ -93,37 +117,51 @@ def lr_factor(t: int, tc: TrainConfig) -> float:
         f *= u if tc.lr_decay == 'linear' else 0.5 * (1 - math.cos(math.pi * u))
     return f
 
+# %% ../nbs/05_train_sae.ipynb #a1c0c005
+def fired_latents(codes: Codes, d_sae: int) -> torch.Tensor:
+    "`[S, F]` bool: which latents have a positive code for at least one sample of the batch."
+    on_SBK = codes.vals > 0
+    if codes.idx is None: return on_SBK.any(1)
+    S = len(on_SBK)
+    counts_SF = torch.zeros(S, d_sae, device=on_SBK.device).scatter_add_(1, codes.idx.reshape(S, -1), on_SBK.reshape(S, -1).float())
+    return counts_SF > 0
+
 # %% ../nbs/05_train_sae.ipynb #0c115ea7
 @torch.no_grad()
 def evaluate(sae: SAEs, acts: torch.Tensor, chunk: int = 2048) -> dict:
     "Per-seed `fvu`, `l0` and `dead_frac` of `sae` on `acts [n, d_in]`, as lists of length S."
-    S, m, dev = sae.n_seeds, sae.cfg.d_sae, sae.W_dec.device
-    err = torch.zeros(S, dtype=torch.float64, device=dev); l0 = torch.zeros_like(err)
-    fired = torch.zeros(S, m, dtype=torch.bool, device=dev)
-    a64 = acts.double()
-    var = float((a64 - a64.mean(0)).pow(2).sum())
+    S, n_feat, dev = sae.n_seeds, sae.cfg.d_sae, sae.W_dec.device
+    err_S = torch.zeros(S, dtype=torch.float64, device=dev); l0_S = torch.zeros_like(err_S)
+    fired_SF = torch.zeros(S, n_feat, dtype=torch.bool, device=dev)
+    acts64_ND = acts.double()
+    var = float((acts64_ND - acts64_ND.mean(0)).pow(2).sum())
     for i in range(0, len(acts), chunk):
-        x = acts[i:i + chunk].to(dev)
-        codes = sae.encode_codes(x)
-        err += torch.stack([e.pow(2).sum() for e in (x - sae.decode_codes(codes)).unbind(0)]).double()   # per seed: as alone
-        on = codes.vals > 0
-        l0 += on.sum((1, 2)).double()
-        if codes.idx is None: fired |= on.any(1)
-        else: fired |= torch.zeros(S, m, device=dev).scatter_add_(1, codes.idx.reshape(S, -1), on.reshape(S, -1).float()) > 0
-    return {'fvu': (err / max(var, 1e-30)).tolist(), 'l0': (l0 / len(acts)).tolist(),
-            'dead_frac': (~fired).double().mean(1).tolist()}
+        acts_BD = acts[i:i + chunk].to(dev)
+        codes = sae.encode_codes(acts_BD)
+        err_S += torch.stack([e_BD.pow(2).sum() for e_BD in (acts_BD - sae.decode_codes(codes)).unbind(0)]).double()   # per seed: as alone
+        l0_S += (codes.vals > 0).sum((1, 2)).double()
+        fired_SF |= fired_latents(codes, n_feat)
+    fvu = (err_S / var).tolist() if var > 0 else [math.nan] * S   # no variance (one sample, or all equal): undefined
+    return {'fvu': fvu, 'l0': (l0_S / len(acts)).tolist(),
+            'dead_frac': (~fired_SF).double().mean(1).tolist()}
 
 # %% ../nbs/05_train_sae.ipynb #3bb64e7b
 class _Batches:
     "Endless stream of index batches: reshuffled each epoch by `gen`, crossing epoch boundaries."
     def __init__(self, n: int, B: int, gen):
         self.n, self.B, self.gen, self.buf = n, B, gen, torch.empty(0, dtype=torch.long)
-    def __call__(self) -> torch.Tensor:
+    def __call__(self) -> torch.Tensor | None:
         if self.B == self.n: return None   # full batch: no shuffling needed
         while len(self.buf) < self.B: self.buf = torch.cat([self.buf, torch.randperm(self.n, generator=self.gen)])
         out, self.buf = self.buf[:self.B], self.buf[self.B:]
         return out
 
+def batch_streams(n_train: int, tc: TrainConfig, seeds) -> list:
+    "The batch streams of a run: one for all seeds (`data_order='shared'`) or one per seed, each with its own generator."
+    if tc.data_order == 'shared': return [_Batches(n_train, tc.batch_size, make_generator(tc.data_seed))]
+    return [_Batches(n_train, tc.batch_size, make_generator(1_000_003 * (s + 1))) for s in seeds]
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c00a
 def split_acts(acts: torch.Tensor, eval_frac: float, split_seed: int = 0):
     "(train, eval) rows of `acts`: a held-out fraction drawn with `split_seed` (eval is None if `eval_frac` is 0)."
     n_eval = round(eval_frac * len(acts))
@@ -132,9 +170,6 @@ def split_acts(acts: torch.Tensor, eval_frac: float, split_seed: int = 0):
     if n_eval == 0: return acts, None
     perm = torch.randperm(len(acts), generator=make_generator(split_seed))
     return acts[perm[n_eval:]], acts[perm[:n_eval]]
-
-def _data_hash(acts: torch.Tensor) -> str:
-    return hashlib.sha256(acts.numpy().tobytes()).hexdigest()[:16] + f':{tuple(acts.shape)}'
 
 # %% ../nbs/05_train_sae.ipynb #0941d50d
 @dataclass
@@ -157,104 +192,301 @@ class TrainResult:
         sae.load_state_dict(self.checkpoints[step])
         return sae.eval()
 
-# %% ../nbs/05_train_sae.ipynb #6b254b5c
+# %% ../nbs/05_train_sae.ipynb #a1c0c00d
 def _state(sae: SAEs) -> dict: return {k: v.detach().to('cpu').clone() for k, v in sae.state_dict().items()}
 
-def train_saes(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = None, device=None,
-               progress: bool = True, cache: bool = False, cache_root=None) -> TrainResult:
-    "Train one SAE per seed in `seeds` on `acts [n, d_in]`, all at once; seed s's result equals training it alone."
-    acts = check_acts(acts)
+
+class TrainRun:
+    "A batched training run in progress: the SAEs, Adam, the batch streams, the dead-latent clocks and the log so far."
+    def __init__(self, train_ND, held_ND, cfg: SAEConfig, tc: TrainConfig, seeds, device=None):
+        self.cfg, self.tc, self.seeds, self.dev = cfg, tc, list(seeds), get_device(device)
+        S, self.train_ND, self.held_ND = len(self.seeds), train_ND, held_ND
+        self.train_dev = train_ND.to(self.dev)
+        self.sae = init_saes(cfg, self.seeds, acts=train_ND, device=self.dev)
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps)   # not fused: its scalar tail rounds otherwise
+        self.streams = batch_streams(len(train_ND), tc, self.seeds)
+        self.since_SF = torch.zeros(S, cfg.d_sae, dtype=torch.long, device=self.dev)   # samples since each latent last fired
+        self.sums_4S = torch.zeros(4, S, dtype=torch.float64, device=self.dev)         # loss, mse, aux_loss, l0 since the last log
+        self.t, self.n_summed, self.lr = 0, 0, tc.lr                                    # t: steps done
+        self.hist = {k: [] for k in ('step', 'lr', 'loss', 'mse', 'aux_loss', 'l0', 'dead_frac', 'fvu_eval')}
+        self.ckpts, self.files = {}, {}   # step -> SAEs kept; checkpoint files written -> sha256
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c010
+def _batch(self: TrainRun) -> torch.Tensor:
+    "The next batch: `[B, D]` shared by all seeds, or `[S, B, D]` (data_order 'per_seed')."
+    idx = [st() for st in self.streams]
+    if idx[0] is None: return self.train_dev                          # full batch
+    if len(idx) == 1: return self.train_dev[idx[0].to(self.dev)]
+    return self.train_dev[torch.stack(idx).to(self.dev)]
+
+TrainRun.batch = _batch
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c013
+def _losses(self: TrainRun, acts, l1_scale: float = 1.0):
+    "Forward pass of all seeds on `acts`: per-seed reconstruction error `mse_S`, extra loss `extra_S`, and the codes."
+    sae = self.sae
+    pre_SBF = sae.pre_acts(acts)
+    codes = sae.activate(pre_SBF, train=True)
+    recon_SBD = sae.decode_codes(codes)
+    acts_SBD = acts if acts.dim() == 3 else acts.unsqueeze(0)   # [S or 1, B, D]
+    mse_S = (acts_SBD - recon_SBD).pow(2).sum(-1).mean(-1)
+    dead_SF = self.since_SF >= self.cfg.dead_after
+    return mse_S, sae.extra_loss(pre_SBF, codes, acts, recon_SBD, dead_SF, l1_scale), codes
+
+TrainRun.losses = _losses
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c016
+def _step(self: TrainRun):
+    "One training step of all seeds: learning rate, batch, losses, backward, the SAEs' hooks around one Adam step, tracking."
+    t, tc = self.t, self.tc
+    self.lr = tc.lr * lr_factor(t, tc)
+    for group in self.opt.param_groups: group['lr'] = self.lr
+    l1_scale = min(1.0, (t + 1) / tc.l1_warmup_steps) if tc.l1_warmup_steps else 1.0
+    mse_S, extra_S, codes = self.losses(self.batch(), l1_scale)
+    loss_S = mse_S + extra_S
+    if not bool(torch.isfinite(loss_S).all()): raise self.diverged(loss_S)
+    self.opt.zero_grad(set_to_none=True)
+    loss_S.sum().backward()
+    self.sae.before_step_(); self.opt.step(); self.sae.after_step_()
+    self.track(codes, loss_S, mse_S, extra_S)
+    self.t += 1
+
+TrainRun.step = _step
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c023
+def _diverged(self: TrainRun, loss_S) -> HusaiError:
+    "The error for a non-finite loss at the coming step: which seeds, which step, and that nothing was kept."
+    bad = {s: v for s, v in zip(self.seeds, loss_S.tolist()) if not math.isfinite(v)}
+    return HusaiError(f"training diverged: the loss of seed(s) {bad} is not finite at step {self.t + 1} of {self.tc.steps} "
+                      f"(lr {self.lr:.3g}); lower the learning rate or rescale the activations. Nothing was saved or cached")
+
+TrainRun.diverged = _diverged
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c017
+@torch.no_grad()
+def _track(self: TrainRun, codes, loss_S, mse_S, extra_S):
+    "Restart the clocks of the latents that fired in the batch; add the step's losses and L0 to the sums for the next log."
+    self.since_SF += self.tc.batch_size
+    self.since_SF[fired_latents(codes, self.cfg.d_sae)] = 0
+    l0_S = (codes.vals > 0).sum(-1).double().mean(-1)
+    aux_S = extra_S.double() if self.sae.sparse else torch.zeros_like(l0_S)
+    self.sums_4S += torch.stack([loss_S.double(), mse_S.double(), aux_S, l0_S]); self.n_summed += 1
+
+TrainRun.track = _track
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c01a
+def _log(self: TrainRun):
+    "Append to the history the means since the last log, the dead fraction and the held-out FVU at step `t`."
+    h = self.hist
+    means = (self.sums_4S / self.n_summed).tolist(); self.sums_4S.zero_(); self.n_summed = 0
+    h['step'].append(self.t); h['lr'].append(self.lr)
+    for k, v in zip(('loss', 'mse', 'aux_loss', 'l0'), means): h[k].append(v)
+    h['dead_frac'].append((self.since_SF >= self.cfg.dead_after).double().mean(1).tolist())
+    h['fvu_eval'].append(evaluate(self.sae, self.held_ND, self.tc.eval_batch)['fvu'] if self.held_ND is not None else None)
+
+TrainRun.log = _log
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c01b
+def _metrics(self: TrainRun) -> dict:
+    "Per-seed final metrics: FVU on both splits, L0 and dead fraction (held out if there is a split), the last logged losses."
+    tc, h = self.tc, self.hist
+    ev_tr = evaluate(self.sae, self.train_ND, tc.eval_batch)
+    ev_ho = evaluate(self.sae, self.held_ND, tc.eval_batch) if self.held_ND is not None else None
+    ev, n_eval = ev_ho or ev_tr, 0 if self.held_ND is None else len(self.held_ND)
+    return {s: {'seed': s, 'fvu_train': ev_tr['fvu'][i], 'fvu_eval': ev_ho['fvu'][i] if ev_ho else None,
+                'l0': ev['l0'][i], 'dead_frac': ev['dead_frac'][i], 'l0_train': ev_tr['l0'][i],
+                'dead_frac_train': h['dead_frac'][-1][i], 'aux_loss': h['aux_loss'][-1][i], 'mse': h['mse'][-1][i],
+                'steps': tc.steps, 'n_train': len(self.train_ND), 'n_eval': n_eval} for i, s in enumerate(self.seeds)}
+
+TrainRun.metrics = _metrics
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c024
+def _file_sha(path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+def _tensors_sha(tensors: dict, text: str = '') -> str:
+    "sha256 of named tensors (name, dtype, shape and bytes, in name order) and `text`."
+    h = hashlib.sha256(text.encode())
+    for k in sorted(tensors):
+        t = tensors[k].detach().to('cpu').contiguous()
+        h.update(f'{k}:{t.dtype}:{tuple(t.shape)}'.encode()); h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c025
+def _checkpoint(self: TrainRun, folder=None):
+    "Keep the SAEs at step `t`; in a cache folder, also write them (and note the file's sha256 for resuming)."
+    self.ckpts[self.t] = st = _state(self.sae)
+    if folder is None: return
+    name = f'checkpoints/step_{self.t:08d}.safetensors'
+    self.files[name] = _file_sha(save_tensors(st, Path(folder)/name))
+
+TrainRun.checkpoint = _checkpoint
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c026
+def _save_resume(self: TrainRun, folder):
+    "Write the whole state of the run at step `t` to `folder/resume.safetensors` (atomically, with its sha256)."
+    t = {f'sae.{k}': v for k, v in self.sae.state_dict().items()}
+    for i, st in self.opt.state_dict()['state'].items():
+        for k, v in st.items(): t[f'opt.{i}.{k}'] = v if torch.is_tensor(v) else torch.tensor(float(v))
+    for i, st in enumerate(self.streams): t[f'stream.{i}.gen'], t[f'stream.{i}.buf'] = st.gen.get_state(), st.buf
+    t['since_SF'], t['sums_4S'] = self.since_SF, self.sums_4S
+    text = json.dumps({'t': self.t, 'n_summed': self.n_summed, 'lr': self.lr, 'hist': self.hist, 'files': self.files})
+    save_tensors(t, Path(folder)/'resume.safetensors', metadata={'state': text, 'sha256': _tensors_sha(t, text)})
+
+TrainRun.save_resume = _save_resume
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c027
+def _resume(self: TrainRun, folder):
+    "Continue from `folder/resume.safetensors`: a `HusaiError` if it or a checkpoint it lists fails its checksum."
+    from safetensors import safe_open
+    with safe_open(str(Path(folder)/'resume.safetensors'), 'pt') as f: meta, t = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    _need(meta.get('sha256') == _tensors_sha(t, meta.get('state', '')), "resume.safetensors does not match its checksum")
+    s = json.loads(meta['state'])
+    for name, sha in s['files'].items(): _need(_file_sha(Path(folder)/name) == sha, f"{name} does not match its checksum")
+    self.sae.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith('sae.')})
+    opt = {}
+    for k, v in t.items():
+        if k.startswith('opt.'): _, i, name = k.split('.', 2); opt.setdefault(int(i), {})[name] = v.to(self.dev)
+    self.opt.load_state_dict({'state': opt, 'param_groups': self.opt.state_dict()['param_groups']})
+    for i, st in enumerate(self.streams): st.gen.set_state(t[f'stream.{i}.gen']); st.buf = t[f'stream.{i}.buf']
+    self.since_SF.copy_(t['since_SF']); self.sums_4S.copy_(t['sums_4S'])
+    self.t, self.n_summed, self.lr, self.hist, self.files = s['t'], s['n_summed'], s['lr'], s['hist'], s['files']
+    self.ckpts = {int(n.split('_')[1].split('.')[0]): load_tensors(Path(folder)/n) for n in sorted(self.files)}
+    return self
+
+TrainRun.resume = _resume
+
+# %% ../nbs/05_train_sae.ipynb #6b254b5c
+def _result(self: TrainRun, folder=None) -> TrainResult:
+    "The finished run as a `TrainResult` (a `HusaiError` if a parameter is not finite: nothing is kept then)."
+    _need(all(bool(torch.isfinite(p).all()) for p in self.sae.parameters()),
+          f"training diverged: some SAE parameters are not finite after step {self.t}; lower the learning rate. Nothing was saved or cached")
+    return TrainResult(self.sae, self.metrics(), self.hist, self.ckpts, self.cfg, self.tc, self.seeds, folder)
+
+TrainRun.result = _result
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c02a
+def _start(train_ND, held_ND, cfg, tc, seeds, dev, folder=None) -> TrainRun:
+    "A fresh run, or the one saved in `folder` (a warning, and a fresh run, if its resume state fails its checks)."
+    run = TrainRun(train_ND, held_ND, cfg, tc, seeds, dev)
+    if folder is not None and (Path(folder)/'resume.safetensors').exists():
+        try: return run.resume(folder)
+        except Exception as e:
+            warnings.warn(f"{folder}: cannot resume ({e}); training from the start")
+            run = TrainRun(train_ND, held_ND, cfg, tc, seeds, dev)
+    if tc.checkpoint_every: run.checkpoint(folder)
+    return run
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c02b
+def _fit(train_ND, held_ND, cfg, tc, seeds, dev, progress, folder=None, resume_every: float = 60.0) -> TrainResult:
+    "Train to `tc.steps` (continuing a run saved in `folder`), logging, checkpointing and saving the resume state on the way."
+    run, saved = _start(train_ND, held_ND, cfg, tc, seeds, dev, folder), time.monotonic()
+    for _ in tqdm(range(run.t, tc.steps), initial=run.t, total=tc.steps, disable=not progress,
+                  desc=f'{cfg.arch} SAEs x{len(seeds)}', mininterval=1):
+        run.step()
+        if run.t % tc.log_every == 0 or run.t == tc.steps: run.log()
+        if tc.checkpoint_every and run.t % tc.checkpoint_every == 0: run.checkpoint(folder)
+        if folder is not None and run.t < tc.steps and time.monotonic() - saved >= resume_every:
+            run.save_resume(folder); saved = time.monotonic()
+    return run.result(folder)
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c01f
+def _check_inputs(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None):
+    "`(acts [n, d_in], sae_cfg, seeds, train_cfg)` validated: every mistake is a `HusaiError` before anything is allocated."
+    acts_ND = check_acts(acts)
     seeds = [int(s) for s in seeds]
     if not seeds: raise HusaiError("seeds is empty; give at least one seed")
     if len(set(seeds)) != len(seeds): raise HusaiError(f"seeds are repeated: {seeds}; give distinct seeds")
     for s in seeds: make_generator(s)   # validates each seed
-    cfg = check_sae_config(sae_cfg, acts.shape[1])
-    tc0 = (train_cfg or TrainConfig()).check()
-    train, held = split_acts(acts, tc0.eval_frac, tc0.split_seed)
-    tc = tc0.resolve(len(train), cfg.d_sae)
+    lo, hi = torch.aminmax(acts_ND); big, limit = max(-float(lo), float(hi)), math.sqrt(torch.finfo(torch.float32).max / (16 * acts_ND.shape[1]))
+    _need(big <= limit, f"activations as large as {big:.3g} overflow float32 training (limit {limit:.3g} for d_in {acts_ND.shape[1]}); "
+                        f"rescale them, e.g. divide by their mean norm")
+    return acts_ND, check_sae_config(sae_cfg, acts_ND.shape[1]), seeds, (train_cfg or TrainConfig()).check()
+
+def _data_hash(acts: torch.Tensor) -> str:
+    return hashlib.sha256(acts.numpy().tobytes()).hexdigest()[:16] + f':{tuple(acts.shape)}'
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c02e
+def memory_estimate(cfg: SAEConfig, tc: TrainConfig, n_seeds: int, n_acts: int) -> int:
+    "Bytes, roughly, that training `n_seeds` SAEs of `cfg` under the resolved `tc` on `n_acts` samples needs."
+    S, D, n_feat = n_seeds, cfg.d_in, cfg.d_sae
+    params = S * (2 * D * n_feat + n_feat + D)
+    n_ckpt = 1 + tc.steps // tc.checkpoint_every if tc.checkpoint_every else 0
+    rows = max(tc.batch_size, min(tc.eval_batch, n_acts))
+    return 4 * ((4 + n_ckpt) * params + rows * S * (3 * n_feat + 4 * D) + 2 * n_acts * D) + 8 * S * n_feat
+
+def _available_memory(dev) -> int | None:
+    "Bytes free on `dev`: CUDA's free memory, else MemAvailable (Linux), else the physical memory; None if unknown."
+    if dev.type == 'cuda': return torch.cuda.mem_get_info(dev)[0]
+    try: return next(int(l.split()[1]) * 1024 for l in open('/proc/meminfo') if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration, ValueError): pass
+    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError): return None
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c02f
+def check_memory(cfg: SAEConfig, tc: TrainConfig, n_seeds: int, n_acts: int, device=None) -> int:
+    "The estimated bytes of the run; a `HusaiError` giving the estimate if `device` has less memory available."
     dev = get_device(device)
-    key = {'sae': cfg, 'train': tc, 'seeds': seeds, 'data': _data_hash(acts), 'v': 2}   # v: bumped when the training arithmetic changes (2: per-seed decoder sums)
-    if not cache: return _fit(train, held, cfg, tc, seeds, dev, progress)
+    need, have = memory_estimate(cfg, tc, n_seeds, n_acts), _available_memory(dev)
+    gb = lambda b: f'{b / 2 ** 30:,.1f} GiB'
+    _need(have is None or need <= have, f"training {n_seeds} SAE(s) of d_sae {cfg.d_sae:,} on d_in {cfg.d_in} needs about {gb(need)} "
+                                        f"of memory on {dev}, and {gb(have or 0)} is available; use fewer latents, seeds or a smaller batch")
+    return need
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c020
+SAE_KEY_VERSION = 3   # bumped when the training arithmetic changes (2: per-seed decoder sums; 3: sparse backward passes)
+
+def sae_cache_key(cfg: SAEConfig, tc: TrainConfig, seeds, data_hash: str) -> dict:
+    "The content address of a set of SAEs: the checked config, the resolved schedule, the seeds, the data's hash, the arithmetic's version."
+    return {'sae': cfg, 'train': tc, 'seeds': [int(s) for s in seeds], 'data': data_hash, 'v': SAE_KEY_VERSION}
+
+def train_saes(acts, sae_cfg: SAEConfig, seeds, train_cfg: TrainConfig | None = None, device=None,
+               progress: bool = True, cache: bool = False, cache_root=None, resume_every: float = 60.0) -> TrainResult:
+    "Train one SAE per seed in `seeds` on `acts [n, d_in]`, all at once; seed s's result equals training it alone."
+    acts_ND, cfg, seeds, tc0 = _check_inputs(acts, sae_cfg, seeds, train_cfg)
+    train_ND, held_ND = split_acts(acts_ND, tc0.eval_frac, tc0.split_seed)
+    _need(len(train_ND) > 1 and not bool((train_ND == train_ND[:1]).all()), f"the {len(train_ND)} training sample(s) do not vary "
+          f"(one sample, or all equal): the FVU is undefined and there is nothing to learn; give more (distinct) samples")
+    tc, dev = tc0.resolve(len(train_ND), cfg.d_sae), get_device(device)
+    check_memory(cfg, tc, len(seeds), len(acts_ND), dev)
+    if not cache: return _fit(train_ND, held_ND, cfg, tc, seeds, dev, progress)
+    key = sae_cache_key(cfg, tc, seeds, _data_hash(acts_ND))
     with folder_lock(cache_path('sae', key, cache_root)) as folder:   # a 2nd process waits, then reads the cache
-        if (folder/'result.json').exists(): return _load_cached(folder, dev)
-        res = _fit(train, held, cfg, tc, seeds, dev, progress, folder)
-        _save_cached(res, folder)
+        res = _load_cached(folder, dev)
+        if res is None: res = _save_cached(_fit(train_ND, held_ND, cfg, tc, seeds, dev, progress, folder, resume_every), folder)
         return res
 
-def _fit(train, held, cfg, tc, seeds, dev, progress, folder=None) -> TrainResult:
-    sae = init_saes(cfg, seeds, acts=train, device=dev)
-    opt = torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps)
-    S, B, train_d = len(seeds), tc.batch_size, train.to(dev)
-    streams = ([_Batches(len(train), B, make_generator(tc.data_seed))] if tc.data_order == 'shared'
-               else [_Batches(len(train), B, make_generator(1_000_003 * (s + 1))) for s in seeds])
-    since = torch.zeros(S, cfg.d_sae, dtype=torch.long, device=dev)   # samples since each latent last fired
-    hist = {'step': [], 'lr': [], 'loss': [], 'mse': [], 'aux_loss': [], 'l0': [], 'dead_frac': [], 'fvu_eval': []}
-    acc = torch.zeros(4, S, dtype=torch.float64, device=dev); n_acc = 0
-    ckpts = {0: _state(sae)} if tc.checkpoint_every else {}
-    for t in tqdm(range(tc.steps), disable=not progress, desc=f'{cfg.arch} SAEs x{S}', mininterval=1):
-        lr = tc.lr * lr_factor(t, tc)
-        for g in opt.param_groups: g['lr'] = lr
-        idx = [st() for st in streams]
-        if idx[0] is None: x = train_d
-        elif len(idx) == 1: x = train_d[idx[0].to(dev)]
-        else: x = train_d[torch.stack(idx).to(dev)]
-        dead = since >= cfg.dead_after
-        pre = sae.pre_acts(x)
-        codes = sae.activate(pre, train=True)
-        x_hat = sae.decode_codes(codes)
-        xs = x if x.dim() == 3 else x.unsqueeze(0)
-        mse = (xs - x_hat).pow(2).sum(-1).mean(-1)
-        l1s = min(1.0, (t + 1) / tc.l1_warmup_steps) if tc.l1_warmup_steps else 1.0
-        extra = sae.extra_loss(pre, codes, x, x_hat, dead, l1s)
-        opt.zero_grad(set_to_none=True)
-        (mse + extra).sum().backward()
-        sae.before_step_()
-        opt.step()
-        sae.after_step_()
-        with torch.no_grad():
-            if codes.idx is None: fired = (codes.vals > 0).any(1)
-            else: fired = torch.zeros(S, cfg.d_sae, device=dev).scatter_add_(
-                      1, codes.idx.reshape(S, -1), (codes.vals > 0).reshape(S, -1).float()) > 0
-            since += B; since[fired] = 0
-            l0 = (codes.vals > 0).sum(-1).double().mean(-1)
-            acc += torch.stack([(mse + extra).double(), mse.double(), extra.double() if cfg.arch != 'relu' else torch.zeros_like(l0), l0])
-            n_acc += 1
-        if (t + 1) % tc.log_every == 0 or t + 1 == tc.steps:
-            a = (acc / n_acc).tolist(); acc.zero_(); n_acc = 0
-            hist['step'].append(t + 1); hist['lr'].append(lr)
-            for k_, v in zip(('loss', 'mse', 'aux_loss', 'l0'), a): hist[k_].append(v)
-            hist['dead_frac'].append((since >= cfg.dead_after).double().mean(1).tolist())
-            hist['fvu_eval'].append(evaluate(sae, held, tc.eval_batch)['fvu'] if held is not None else None)
-        if tc.checkpoint_every and (t + 1) % tc.checkpoint_every == 0: ckpts[t + 1] = _state(sae)
-
-    ev_tr = evaluate(sae, train, tc.eval_batch)
-    ev_ho = evaluate(sae, held, tc.eval_batch) if held is not None else None
-    metrics = {}
-    for i, s in enumerate(seeds):
-        ev = ev_ho or ev_tr
-        metrics[s] = {'seed': s, 'fvu_train': ev_tr['fvu'][i], 'fvu_eval': ev_ho['fvu'][i] if ev_ho else None,
-                      'l0': ev['l0'][i], 'dead_frac': ev['dead_frac'][i], 'l0_train': ev_tr['l0'][i],
-                      'dead_frac_train': hist['dead_frac'][-1][i], 'aux_loss': hist['aux_loss'][-1][i],
-                      'mse': hist['mse'][-1][i], 'steps': tc.steps, 'n_train': len(train),
-                      'n_eval': 0 if held is None else len(held)}
-    return TrainResult(sae, metrics, hist, ckpts, cfg, tc, seeds, folder)
-
 # %% ../nbs/05_train_sae.ipynb #c04cf1af
-def _save_cached(res: TrainResult, folder: Path):
-    save_tensors(_state(res.saes), folder/'saes.safetensors')
-    for step, st in res.checkpoints.items(): save_tensors(st, folder/'checkpoints'/f'step_{step:08d}.safetensors')
-    save_json({'sae_cfg': res.sae_cfg, 'train_cfg': res.train_cfg, 'seeds': res.seeds, 'history': res.history,
-               'metrics': {str(s): m for s, m in res.metrics.items()}}, folder/'result.json')
+def _json_sha(obj) -> str: return hashlib.sha256(json.dumps(to_plain(obj, strict=False), sort_keys=True, separators=(',', ':')).encode()).hexdigest()
 
-def _load_cached(folder: Path, dev) -> TrainResult:
+def _save_cached(res: TrainResult, folder: Path) -> TrainResult:
+    "Write `res` to the cache `folder`: the tensors, then `result.json` with their sha256 and its own; drop the resume state."
+    files = {'saes.safetensors': _file_sha(save_tensors(_state(res.saes), folder/'saes.safetensors'))}
+    for step, st in res.checkpoints.items():
+        name = f'checkpoints/step_{step:08d}.safetensors'
+        files[name] = _file_sha(save_tensors(st, folder/name))
+    r = to_plain({'sae_cfg': res.sae_cfg, 'train_cfg': res.train_cfg, 'seeds': res.seeds, 'history': res.history,
+                  'metrics': {str(s): m for s, m in res.metrics.items()}, 'files': files}, strict=False)
+    save_json({**r, 'sha256': _json_sha(r)}, folder/'result.json')
+    (folder/'resume.safetensors').unlink(missing_ok=True)
+    return res
+
+# %% ../nbs/05_train_sae.ipynb #a1c0c031
+def _read_cached(folder: Path, dev) -> TrainResult:
+    "The result cached in `folder`, once `result.json` and every file it lists match their sha256 (else a `HusaiError`)."
     r = load_json(folder/'result.json')
-    cfg = SAEConfig(**r['sae_cfg'])
-    tcd = r['train_cfg']; tcd['betas'] = tuple(tcd['betas'])
+    _need(isinstance(r, dict) and r.get('sha256') == _json_sha({k: v for k, v in r.items() if k != 'sha256'}), "result.json does not match its checksum")
+    for name, sha in r['files'].items(): _need((folder/name).is_file() and _file_sha(folder/name) == sha, f"{name} is missing or does not match its checksum")
+    cfg, tcd = SAEConfig(**r['sae_cfg']), {**r['train_cfg'], 'betas': tuple(r['train_cfg']['betas'])}
     sae = ARCHITECTURES[cfg.arch](cfg, len(r['seeds']), dev)
     sae.load_state_dict(load_tensors(folder/'saes.safetensors', dev))
-    ck = {int(p.stem.split('_')[1]): load_tensors(p) for p in sorted((folder/'checkpoints').glob('step_*.safetensors'))}
-    return TrainResult(sae, {int(s): m for s, m in r['metrics'].items()}, r['history'], ck, cfg,
-                       TrainConfig(**tcd), r['seeds'], folder)
+    ck = {int(n.split('_')[1].split('.')[0]): load_tensors(folder/n) for n in sorted(r['files']) if n.startswith('checkpoints/')}
+    return TrainResult(sae, {int(s): m for s, m in r['metrics'].items()}, r['history'], ck, cfg, TrainConfig(**tcd), r['seeds'], folder)
+
+def _load_cached(folder: Path, dev) -> TrainResult | None:
+    "The cached result in `folder`; None if there is none, or (with a warning) if it fails its checks, so it is trained again."
+    if not (folder/'result.json').exists(): return None
+    try: return _read_cached(folder, dev)
+    except Exception as e: warnings.warn(f"{folder}: the cached SAEs are corrupt and will be trained again ({e})"); return None
 
 # %% ../nbs/05_train_sae.ipynb #e5d355c5
 def tune_l1(acts, d_sae: int, target_l0: float, train_cfg: TrainConfig | None = None, coefs=(10.0, 40.0),

@@ -148,3 +148,18 @@ def test_topk_values_equals_torch_topk(k):
     torch.testing.assert_close(v.sort(-1).values, p.topk(k, dim=-1).values.sort(-1).values, rtol=0, atol=0)
     assert torch.equal(p.gather(-1, i), v)
     assert bool((i.sort(-1).values.diff(dim=-1) > 0).all())
+
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(arch='relu', l1_coef=float('nan')), 'finite l1_coef >= 0'),   # a NaN coefficient used to pass (nan < 0 is False)
+    (dict(arch='relu', l1_coef=float('inf')), 'finite l1_coef >= 0'),
+    (dict(arch='topk', k=2, aux_coef=float('nan')), 'aux_coef'),
+    (dict(arch='batchtopk', k=2, threshold_beta=1.5), 'threshold_beta'),
+    (dict(arch='topk', k=2.0), 'int k'),
+    (dict(arch='topk', k=True), 'int k'),
+    (dict(arch='topk', k=2, dead_after=0.5), 'dead_after'),
+    (dict(arch='topk', k=2, aux_k=-1), 'aux_k'),
+    (dict(arch='topk', k=2, normalize_decoder='yes'), 'normalize_decoder'),
+])
+def test_config_values_are_finite_and_typed(kw, msg):
+    with pytest.raises(HusaiError, match=msg): check_sae_config(SAEConfig(d_in=8, d_sae=16, **kw))

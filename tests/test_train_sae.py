@@ -176,3 +176,159 @@ def test_cli_from_model_run(tmp_path):
                  '--seeds', '0', '1', '--steps', '5', '--out', str(out), '--quiet']) == 0
     assert json.loads((out/'seed_0'/'cfg.json').read_text())['d_in'] == 32
     with pytest.raises(HusaiError, match='--site'): load_acts(run)
+
+
+# --- issue 14: hyper-parameters, divergence, degenerate data, memory, resume, cache integrity ---
+
+@pytest.mark.parametrize('tc,cfg,msg', [
+    (dict(lr=float('inf')), {}, 'lr must be a finite number'),
+    (dict(lr=float('nan')), {}, 'lr must be a finite number'),
+    (dict(epochs=float('inf')), {}, 'epochs must be a finite number'),
+    (dict(epochs=1e15), {}, 'more than 1,000,000,000'),
+    (dict(eval_frac=float('nan')), {}, 'eval_frac'),
+    (dict(betas=(0.9, 1.5)), {}, 'betas'),
+    ({}, dict(arch='relu', l1_coef=float('nan')), 'finite l1_coef'),
+    ({}, dict(arch='relu', l1_coef=float('inf')), 'finite l1_coef'),
+    ({}, dict(aux_coef=float('inf')), 'aux_coef'),
+])
+def test_hyperparameters_are_finite_and_in_range(tc, cfg, msg):
+    # before: --lr inf and --l1-coef nan|inf trained NaN SAEs without a word; --epochs inf raised OverflowError
+    with pytest.raises(HusaiError, match=msg):
+        train_saes(ACTS, SAEConfig(**{'arch': 'topk', 'd_sae': 16, 'k': 2, **cfg}), [0], TrainConfig(batch_size=50, **tc), progress=False)
+
+
+def test_huge_activations_are_refused():
+    with pytest.raises(HusaiError, match='as large as 1e[+]30 overflow float32'):
+        train_saes(torch.full((40, 6), 1e30) * torch.rand(40, 6).round(), SAEConfig('topk', d_sae=16, k=2), [0], TrainConfig(steps=5), progress=False)
+
+
+def test_divergence_stops_naming_the_step_and_caches_nothing(tmp_path):
+    # a finite but absurd learning rate: the loss overflows at step 2; before, NaN SAEs were returned and cached
+    with pytest.raises(HusaiError, match=r'not finite at step 2 of 20 .*Nothing was saved or cached'):
+        train_saes(ACTS, SAEConfig('topk', d_sae=16, k=2), [0, 1], TrainConfig(steps=20, batch_size=50, lr=1e30),
+                   progress=False, cache=True, cache_root=tmp_path)
+    assert not list(tmp_path.rglob('result.json'))
+
+
+def test_no_variance_no_fvu():
+    # one row with eval_frac 0 gave fvu 4.5e25 (the variance was floored at 1e-30): now refused, and evaluate says NaN
+    with pytest.raises(HusaiError, match='do not vary'):
+        train_saes(ACTS[:1], SAEConfig('topk', d_sae=16, k=2), [0], TrainConfig(steps=5, eval_frac=0), progress=False)
+    res = train_saes(ACTS, SAEConfig('topk', d_sae=16, k=2), [0], TrainConfig(steps=5, batch_size=50), progress=False)
+    assert all(np.isnan(evaluate(res.saes, ACTS[:1])['fvu'])) and all(np.isnan(evaluate(res.saes, ACTS[:1].repeat(5, 1))['fvu']))
+
+
+def test_memory_is_estimated_before_allocating(tmp_path, capsys):
+    with pytest.raises(HusaiError, match=r'needs about [\d,.]+ GiB of memory on cpu'):
+        train_saes(ACTS, SAEConfig('topk', d_sae=2_000_000_000, k=32), [0, 1, 2, 3, 4], progress=False)
+    np.save(tmp_path/'a.npy', ACTS.numpy())
+    assert main(['train-saes', str(tmp_path/'a.npy'), '--d-sae', '2000000000', '--k', '32', '--out', str(tmp_path/'o')]) == 2
+    err = capsys.readouterr().err
+    assert 'needs about' in err and len(err.strip().splitlines()) == 1
+
+
+def _count_adam_steps(monkeypatch):
+    calls = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, 'step', lambda self, *a, **k: (calls.append(1), step(self, *a, **k))[1])
+    return calls
+
+
+def _same_result(a, b):
+    for k, v in a.saes.state_dict().items(): assert torch.equal(v, b.saes.state_dict()[k]), k
+    assert sorted(a.checkpoints) == sorted(b.checkpoints)
+    for s in a.checkpoints:
+        for k, v in a.checkpoints[s].items(): assert torch.equal(v, b.checkpoints[s][k]), (s, k)
+    assert a.metrics == b.metrics and a.history == b.history
+
+
+RESUME_CFG = SAEConfig('topk', d_sae=32, k=3, dead_after=300)   # AuxK fires: its clocks must survive the resume
+
+
+def test_resume_after_an_interruption_is_exact(tmp_path, monkeypatch):
+    from husai import train_sae
+    tc = TrainConfig(steps=90, batch_size=50, log_every=20, checkpoint_every=30, data_order='per_seed')
+    ref = train_saes(ACTS, RESUME_CFG, [0, 4], tc, progress=False)
+    real_step = train_sae.TrainRun.step
+    def failing_step(self):
+        if self.t == 47: raise KeyboardInterrupt('killed')
+        real_step(self)
+    monkeypatch.setattr(train_sae.TrainRun, 'step', failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_saes(ACTS, RESUME_CFG, [0, 4], tc, progress=False, cache=True, cache_root=tmp_path, resume_every=0)
+    monkeypatch.setattr(train_sae.TrainRun, 'step', real_step)
+    calls = _count_adam_steps(monkeypatch)
+    res = train_saes(ACTS, RESUME_CFG, [0, 4], tc, progress=False, cache=True, cache_root=tmp_path, resume_every=0)
+    assert len(calls) == 90 - 47                 # it went on from step 47 ...
+    _same_result(ref, res)                       # ... to the very SAEs, checkpoints, metrics and history of an uninterrupted run
+    assert not (res.cache_path/'resume.safetensors').exists()
+
+
+def test_a_corrupt_resume_state_is_not_used(tmp_path, monkeypatch):
+    from husai import train_sae
+    tc = TrainConfig(steps=40, batch_size=50)
+    ref = train_saes(ACTS, RESUME_CFG, [1], tc, progress=False)
+    real_step = train_sae.TrainRun.step
+    monkeypatch.setattr(train_sae.TrainRun, 'step', lambda self: (_ for _ in ()).throw(KeyboardInterrupt()) if self.t == 20 else real_step(self))
+    with pytest.raises(KeyboardInterrupt):
+        train_saes(ACTS, RESUME_CFG, [1], tc, progress=False, cache=True, cache_root=tmp_path, resume_every=0)
+    monkeypatch.setattr(train_sae.TrainRun, 'step', real_step)
+    f = next(tmp_path.rglob('resume.safetensors')); b = bytearray(f.read_bytes()); b[-5] ^= 0xFF; f.write_bytes(bytes(b))
+    calls = _count_adam_steps(monkeypatch)
+    with pytest.warns(UserWarning, match='cannot resume .*does not match its checksum'):
+        res = train_saes(ACTS, RESUME_CFG, [1], tc, progress=False, cache=True, cache_root=tmp_path, resume_every=0)
+    assert len(calls) == 40
+    _same_result(ref, res)
+
+
+_CHILD = r'''
+import sys, torch
+torch.set_num_threads(int(sys.argv[2]))
+sys.path.insert(0, sys.argv[3])
+from test_train_sae import ACTS, RESUME_CFG, KILL_TC
+from husai.train_sae import train_saes
+train_saes(ACTS, RESUME_CFG, [0, 1, 2], KILL_TC, progress=False, cache=True, cache_root=sys.argv[1], resume_every=0.05)
+'''
+KILL_TC = TrainConfig(steps=600, batch_size=50, log_every=100, checkpoint_every=200)
+
+
+def test_resume_after_sigkill_is_exact(tmp_path, monkeypatch):
+    # `husai train-saes --cache` killed part-way used to start over; now it goes on from its last resume state
+    import os, signal, subprocess, sys, time
+    from pathlib import Path
+    child = subprocess.Popen([sys.executable, '-c', _CHILD, str(tmp_path), str(torch.get_num_threads()), str(Path(__file__).parent)])
+    try:
+        deadline = time.time() + 300
+        while not list(tmp_path.rglob('resume.safetensors')) and child.poll() is None and time.time() < deadline: time.sleep(0.01)
+        assert child.poll() is None, 'the child ended before it could be killed'
+        os.kill(child.pid, signal.SIGKILL)
+    finally: child.wait()
+    assert not list(tmp_path.rglob('result.json'))
+    calls = _count_adam_steps(monkeypatch)
+    res = train_saes(ACTS, RESUME_CFG, [0, 1, 2], KILL_TC, progress=False, cache=True, cache_root=tmp_path)
+    assert 0 < len(calls) < 600
+    monkeypatch.undo()
+    _same_result(train_saes(ACTS, RESUME_CFG, [0, 1, 2], KILL_TC, progress=False), res)
+
+
+def _flip_last_byte(f):
+    b = bytearray(f.read_bytes()); b[-1] ^= 0x01; f.write_bytes(bytes(b))
+
+@pytest.mark.parametrize('damage', ['empty result.json', 'flipped byte in saes', 'edited metric', 'flipped byte in a checkpoint',
+                                    'missing checkpoint'])
+def test_a_corrupt_cache_entry_is_never_served(tmp_path, damage):
+    cfg, tc = SAEConfig('topk', d_sae=16, k=2), TrainConfig(steps=30, batch_size=64, checkpoint_every=10)
+    a = train_saes(ACTS, cfg, [0, 1], tc, progress=False, cache=True, cache_root=tmp_path)
+    folder = a.cache_path
+    if damage == 'empty result.json': (folder/'result.json').write_text('{}')
+    elif damage == 'flipped byte in saes': _flip_last_byte(folder/'saes.safetensors')
+    elif damage == 'edited metric':
+        r = json.loads((folder/'result.json').read_text()); r['metrics']['0']['fvu_eval'] = 0.001
+        (folder/'result.json').write_text(json.dumps(r))
+    elif damage == 'flipped byte in a checkpoint': _flip_last_byte(folder/'checkpoints'/'step_00000020.safetensors')
+    else: (folder/'checkpoints'/'step_00000010.safetensors').unlink()
+    with pytest.warns(UserWarning, match='corrupt and will be trained again'):
+        b = train_saes(ACTS, cfg, [0, 1], tc, progress=False, cache=True, cache_root=tmp_path)
+    _same_result(a, b)                                                  # retrained: the right SAEs, not the damaged ones
+    c = train_saes(ACTS, cfg, [0, 1], tc, progress=False, cache=True, cache_root=tmp_path)   # and the repaired entry is served
+    _same_result(a, c)
