@@ -14,7 +14,8 @@ from .core import HusaiError, config_hash, cache_dir, cache_path, load_json, to_
 from .grokking import GrokConfig, train_grokking, load_run, saved_steps
 from .transformer import extract_activations
 from .sae import SAEConfig, check_sae_config
-from .train_sae import TrainConfig, TrainResult, train_saes, check_acts, split_acts, load_acts, _data_hash
+from .train_sae import TrainConfig, TrainResult, train_saes, check_acts, split_acts, _data_hash
+from .io import load_acts
 from .synthetic import SyntheticConfig, make_synthetic
 
 # %% auto #0

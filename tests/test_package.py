@@ -137,7 +137,7 @@ def test_stability_command_on_trained_sae_folders(venv, tmp_path):
     "`husai train-saes` writes seed folders (husai.io's format); `husai stability` reads them."
     help_ = _husai(venv, '--help').stdout
     missing = [m for m, ok in (('husai.io (helper B: saving/loading SAE folders)', (ROOT/'husai'/'io.py').exists()),
-                               ('the `husai train-saes` command (husai.train_sae.add_cli)', 'train-saes' in help_),
+                               ('the `husai train-saes` command (husai.io.add_cli)', 'train-saes' in help_),
                                ('the `husai stability` command (husai.report.add_cli)', 'stability' in help_)) if not ok]
     if missing: pytest.skip('not built yet: ' + '; '.join(missing))
     assert _py(venv, ACTS, cwd=tmp_path).returncode == 0
