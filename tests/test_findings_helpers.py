@@ -59,8 +59,9 @@ def test_pair_matrices_against_direct_calls():
     for (i, j) in [(0, 1), (0, 3), (2, 3)]:
         direct = shared_fraction(items[i], items[j], [0.3, 0.5, 0.7], detail=True)
         for t in (0.3, 0.5, 0.7):
-            for q in ('shared_fraction', 'decoder_only', 'agree', 'encoder_mcc'):
+            for q in ('shared_fraction', 'decoder_only') + (('agree', 'encoder_mcc') if t == 0.7 else ()):
                 assert pm[q, t][i, j] == pm[q, t][j, i] == direct[t][q]
+    assert ('agree', 0.3) not in pm and ('encoder_mcc', 0.5) not in pm     # they do not depend on the threshold: kept once
     assert np.isnan(np.diag(pm['shared_fraction', 0.5])).all()
     ss = env['shared_summary'](items)
     assert ss['shared_fraction@0.5'] == pytest.approx(np.nanmean(pm['shared_fraction', 0.5]))
