@@ -214,6 +214,9 @@ class SAEs(nn.Module):
                 E_DF = torch.randn(cfg.d_in, cfg.d_sae, generator=g)
                 self.W_enc[i] = (E_DF / E_DF.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dev)
 
+    def init_from_data_(self, acts: torch.Tensor):
+        "Called by `init_saes` after the weights and `b_dec` are set, with the training activations: nothing by default."
+
     def pre_acts(self, acts: torch.Tensor) -> torch.Tensor:
         "Pre-activations `(acts - b_dec) W_enc + b_enc`, `[S, B, F]`, computed as `acts W_enc + (b_enc - b_dec W_enc)`."
         acts_SBD = acts.unsqueeze(0).expand(self.n_seeds, -1, -1) if acts.dim() == 2 else acts
@@ -427,6 +430,7 @@ def init_saes(cfg: SAEConfig, seeds, acts: torch.Tensor | None = None, device=No
         acts_ND = acts.to(dev, torch.float32)
         b_D = geometric_median(acts_ND) if cfg.b_dec_init == 'geometric_median' else acts_ND.mean(0)
         sae.b_dec.copy_(b_D.expand_as(sae.b_dec))
+    if acts is not None: sae.init_from_data_(acts.to(dev, torch.float32))   # an architecture's data-driven start (JumpReLU's thresholds)
     return sae
 
 # %% ../nbs/04_sae.ipynb #1f67c4da
@@ -481,6 +485,14 @@ class JumpReLUSAEs(SAEs):
         if not cfg.jumprelu_bandwidth > 0: raise HusaiError(f"jumprelu_bandwidth must be > 0, got {cfg.jumprelu_bandwidth}")
         if not cfg.jumprelu_init_threshold >= 0: raise HusaiError(f"jumprelu_init_threshold must be >= 0, got {cfg.jumprelu_init_threshold}")
         return replace(cfg, l0_coef=float(lam), aux_k=0)
+
+    @torch.no_grad()
+    def init_from_data_(self, acts):
+        "With `jumprelu_sparsity='target'`: start every latent's threshold where seed s's codes on (up to 4,096 of) `acts` have L0 = k."
+        if self.cfg.jumprelu_sparsity != 'target': return
+        pre_SBF = self.pre_acts(acts[:4096]).relu()
+        n = pre_SBF[0].numel(); kth = min(self.cfg.k * pre_SBF.shape[1], n)
+        self.threshold.copy_(pre_SBF.reshape(self.n_seeds, -1).topk(kth, dim=-1).values[:, -1:].clamp_min(0).expand_as(self.threshold))
 
     def activate(self, pre, train=False):
         return Codes(_JumpReLU.apply(pre, self.threshold.unsqueeze(1), self.cfg.jumprelu_bandwidth))

@@ -363,3 +363,13 @@ def test_topk_ensemble_has_no_saelens_form_but_measures_like_an_sae():
     assert ev['l0'][0] == pytest.approx(6.0, abs=0.5)      # 2 members x k=3 (ReLU can zero a few)
     s = mmcs(ens.W_dec[0].detach(), ens.W_dec[1].detach())
     assert 0 < s <= 1
+
+def test_jumprelu_target_starts_at_l0_k_on_its_data():
+    "With jumprelu_sparsity='target', init_saes puts each seed's thresholds where its codes on the data have L0 = k."
+    from husai.sae import SAEConfig, init_saes
+    x = torch.randn(600, 12, generator=torch.Generator().manual_seed(0)) * torch.linspace(2, 0.3, 12)
+    sae = init_saes(SAEConfig('jumprelu', d_in=12, d_sae=40, k=5), [0, 1, 2], acts=x)
+    with torch.no_grad(): l0 = (sae.encode(x) > 0).sum(-1).float().mean(-1)
+    assert torch.allclose(l0, torch.full((3,), 5.0), atol=0.01)
+    cold = init_saes(SAEConfig('jumprelu', d_in=12, d_sae=40, jumprelu_sparsity='l0', l0_coef=0.1), [0], acts=x)
+    assert torch.all(cold.threshold == 0.01)                                   # the paper's penalty keeps SAELens's start
