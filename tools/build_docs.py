@@ -266,6 +266,21 @@ def render(page: Page, pages: list[Page], ex, site_title: str, doc_prefix: str) 
         li = soup.new_tag('li'); li.append(a); toc.append(li)
     return str(soup)
 
+def land_doc_links(body: str, here: str, ids: dict) -> str:
+    """nbdev links every backticked name it knows, but only names with a `show_doc` heading have an anchor.
+    A method without its own heading (`SAEUnit.run`) links to its class; a private helper (`_fit`) stays code."""
+    from bs4 import BeautifulSoup
+    soup = BeautifulSoup(body, 'html.parser')
+    for a in soup.find_all('a', href=True):
+        path, _, frag = a['href'].partition('#')
+        if not frag or not path.endswith('.html') or re.match(r'^([a-z][\w+.-]*:|//)', path, re.I): continue
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(here), path))
+        if target not in ids or frag in ids[target]: continue
+        owner = frag.split('.')[0]
+        if '.' in frag and owner in ids[target]: a['href'] = f'{path}#{owner}'
+        elif len(a.contents) == 1 and getattr(a.contents[0], 'name', None) == 'code': a.unwrap()   # a doc link, not prose
+    return str(soup)
+
 def build(out: Path, nbs: Path = NBS, jobs: int = 2, quiet: bool = False) -> list[Page]:
     "Build the site into `out` (emptied first). Returns the pages, in sidebar order."
     t0 = time.time()
@@ -285,10 +300,12 @@ def build(out: Path, nbs: Path = NBS, jobs: int = 2, quiet: bool = False) -> lis
     doc_prefix = (cfg.get('doc_host', '') + cfg.get('doc_baseurl', '')).rstrip('/') + '/' if cfg.get('doc_host') else ''
     if out.exists(): shutil.rmtree(out)
     ex = exporter()
+    html_of = {p.url: render(p, pages, ex, site_title, doc_prefix) for p in pages}
+    ids = {u: set(re.findall(r'\sid="([^"]+)"', h)) for u, h in html_of.items()}
     for p in pages:
         dst = out/p.url
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text(render(p, pages, ex, site_title, doc_prefix), encoding='utf-8')
+        dst.write_text(land_doc_links(html_of[p.url], p.url, ids), encoding='utf-8')
     if not quiet: print(f'build_docs: {len(pages)} pages -> {out} ({time.time() - t0:.1f} s)')
     return pages
 
