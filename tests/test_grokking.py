@@ -59,9 +59,9 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     last = run / 'step_0000040.safetensors'
     before = last.stat().st_size
     last.write_bytes(b'not a safetensors file')
-    with pytest.raises(HusaiError, match='corrupt'): train_grokking(cfg, out=run, progress=False)
     with pytest.raises(HusaiError, match='corrupt'): load_run(run)
-    assert last.read_bytes() == b'not a safetensors file'          # nothing was retrained over it
+    with pytest.warns(UserWarning, match='damaged'): train_grokking(cfg, out=run, progress=False)   # set aside, retrained
+    assert (run / 'step_0000040.safetensors.damaged').read_bytes() == b'not a safetensors file'   # nothing lost
     # another config in the same folder
     with pytest.raises(HusaiError, match='another config'): train_grokking(GrokConfig(**{**TINY, 'seed': 1}), out=run, progress=False)
     # a checkpoint whose weights have other shapes
@@ -163,3 +163,43 @@ def test_console_script_exit_code(tmp_path):
     r = subprocess.run([sys.executable, '-c', 'import sys; from husai.cli import main; sys.exit(main(sys.argv[1:]))',
                         'grok', '--p', '4', '--out', str(tmp_path / 'x')], capture_output=True, text=True)
     assert r.returncode == 2 and 'prime' in r.stderr and 'Traceback' not in r.stderr
+
+def _bits(f): return {k: v.clone() for k, v in __import__('husai.core', fromlist=['x']).load_tensors(f).items()}
+
+def test_damaged_final_checkpoint_is_set_aside_and_retrained_to_the_same_bits(tmp_path):
+    run = train_grokking(GrokConfig(**TINY), out=tmp_path / 'r', progress=False)
+    final = run / 'step_0000040.safetensors'
+    want = _bits(final)
+    final.write_bytes(final.read_bytes()[:len(final.read_bytes()) // 2])        # a copy cut short
+    with pytest.warns(UserWarning, match='damaged'): train_grokking(GrokConfig(**TINY), out=run, progress=False)
+    got = _bits(final)
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert (run / 'step_0000040.safetensors.damaged').exists() and load_json(run / 'metrics.json')['done']
+
+def test_stray_files_and_half_writes(tmp_path):
+    run = train_grokking(GrokConfig(**TINY), out=tmp_path / 'r', progress=False)
+    (run / 'step_abc.safetensors').write_text('x'); (run / '.step_0000060.safetensors.k2.tmp').write_bytes(b'half')
+    assert saved_steps(run) == [0, 20, 40]
+    model, _, _ = load_run(run)                                                   # no ValueError from the stray name
+    train_grokking(GrokConfig(**TINY), out=run, progress=False)                  # reuse, under the lock: temp files go
+    assert not list(run.glob('.*.tmp'))
+
+@pytest.mark.parametrize('content', ['[1, 2]', '{"steps": 40}', '{"steps": "x", "history": [], "checkpoints": []}'])
+def test_malformed_metrics_is_an_error_naming_the_file(tmp_path, content):
+    run = train_grokking(GrokConfig(**TINY), out=tmp_path / 'r', progress=False)
+    (run / 'metrics.json').write_text(content)
+    with pytest.raises(HusaiError, match='metrics.json: not the metrics of a grokking run'): load_run(run)
+    with pytest.raises(HusaiError, match='metrics.json: not the metrics'): train_grokking(GrokConfig(**TINY), out=run, progress=False)
+
+def test_grok_refuses_a_folder_of_another_kind_and_keeps_its_files(tmp_path):
+    other = tmp_path / 'saes'; other.mkdir()
+    (other / 'metrics.json').write_text('{"seeds": [0]}')
+    with pytest.raises(HusaiError, match='not a grokking run'): train_grokking(GrokConfig(**TINY), out=other, progress=False)
+    (other / 'config.json').write_text('{"kind": "husai.train_sae.TrainConfig", "config": {}}')
+    with pytest.raises(HusaiError, match='not a grokking run'): train_grokking(GrokConfig(**TINY), out=other, progress=False)
+    assert (other / 'metrics.json').read_text() == '{"seeds": [0]}'
+
+def test_a_modulus_too_large_for_memory_is_refused_before_allocating(tmp_path, capsys):
+    t = time.perf_counter()
+    assert main(['grok', '--p', '1000003', '--out', str(tmp_path / 'g'), '--quiet']) == 2
+    assert 'choose a smaller p' in capsys.readouterr().err and time.perf_counter() - t < 10
