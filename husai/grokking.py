@@ -160,6 +160,7 @@ def ckpt_damage(f) -> str | None:
     except (TypeError, KeyError, IndexError): return "header has no data offsets"
     return None if size == 8 + n + end else f"{size} bytes where its header says {8 + n + end}"
 
+# %% ../nbs/03_grokking.ipynb #b04cd9df
 def _save_ckpt(run, step, model, opt):
     t = {f'model.{k}': v for k, v in model.state_dict().items()}
     for i, s in opt.state_dict()['state'].items():
@@ -184,6 +185,7 @@ def _load_ckpt(run, step, model, opt=None, device=None):
             raise HusaiError(f"{f}: optimiser state is missing or incomplete; delete the folder to retrain")
         opt.load_state_dict({'state': state, 'param_groups': opt.state_dict()['param_groups']})
 
+# %% ../nbs/03_grokking.ipynb #41333248
 def _make_opt(model, cfg):
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, foreach=True)
 
@@ -197,7 +199,7 @@ def _evaluate(model, x, y):
 def _first(history, key):
     return next((h['step'] for h in history if h[key] >= GROK_THRESHOLD), None)
 
-# %% ../nbs/03_grokking.ipynb #4f6a356a
+# %% ../nbs/03_grokking.ipynb #095e826e
 def _summary(cfg, model, history, checkpoints, done):
     last, basis = history[-1], basis_for(cfg.task)
     grok = _first(history, 'test_acc')
@@ -211,6 +213,7 @@ def _summary(cfg, model, history, checkpoints, done):
                 fourier_gini=fourier_gini(model, basis), fourier_top5=fourier_top_k(model, basis, 5),
                 checkpoints=checkpoints, history=history)
 
+# %% ../nbs/03_grokking.ipynb #428b3b57
 RUN_FILES = ('config.json', 'metrics.json')   # with step_NNNNNNN.safetensors, what a grokking run folder holds
 
 def _check_run(cfg, run):
@@ -232,6 +235,7 @@ def _clean_partial(run):
     "Remove the half-written temp files (`.NAME.*.tmp`) a process killed mid-write left; the caller holds the run's lock."
     for g in run.glob('.*.tmp'): g.unlink(missing_ok=True)
 
+# %% ../nbs/03_grokking.ipynb #f952248c
 def _run_metrics(run) -> dict | None:
     "The run's metrics.json (None if absent), checked to have what resuming and reuse read."
     f = run / 'metrics.json'
@@ -253,8 +257,7 @@ def _set_aside_damaged(run, steps) -> list:
         warnings.warn(f"{bad.with_suffix('')}: damaged ({why}); set aside as {bad.name}, resuming from the checkpoint before")
     return whole
 
-
-# %% ../nbs/03_grokking.ipynb #f420d444
+# %% ../nbs/03_grokking.ipynb #88ed9bcf
 def grok_memory(cfg: GrokConfig) -> int:
     "Bytes, roughly, a run of `cfg` needs: its dataset, full-batch activations for the backward pass, and the eval logits."
     rows = cfg.n_samples or (min(cfg.p ** N_OPERANDS[cfg.task], COMBINED_DEFAULT_SAMPLES) if cfg.task == 'combined'
@@ -272,6 +275,52 @@ def check_size(cfg: GrokConfig, device=None) -> int:
                          f"({cfg.p:,}^{N_OPERANDS[cfg.task]} examples) and {have / 2**30:,.1f} GiB is available; choose a smaller p")
     return need
 
+# %% ../nbs/03_grokking.ipynb #b73eeec8
+def _resume_point(cfg, run, model, opt, dev, cache: bool):
+    "`None` if the run in `run` is finished, else `(history, checkpoints, start)`, the model and `opt` loaded at `start`."
+    if not (cache and (run / 'config.json').exists()): return [], [], 0
+    steps = _set_aside_damaged(run, saved_steps(run))
+    m = _run_metrics(run)
+    if m and m.get('done') and m['steps'] in steps: return None                # finished: reuse
+    if not steps or steps[-1] == 0: return [], [], 0                           # step 0 alone: start afresh
+    if m is None: raise HusaiError(f"{run}: checkpoints without metrics.json; delete the folder to retrain")
+    start = steps[-1]
+    _load_ckpt(run, start, model, opt, dev)
+    history = [h for h in m['history'] if h['step'] <= start]
+    if not history or history[-1]['step'] != start:
+        raise HusaiError(f"{run}: metrics.json does not reach checkpoint step {start}; delete the folder to retrain")
+    return history, [s for s in m['checkpoints'] if s <= start], start
+
+# %% ../nbs/03_grokking.ipynb #33821a6b
+class _Recorder:
+    "The history and checkpoints of a run in folder `run`, evaluated on `data` = (x_train, y_train, x_test, y_test)."
+    def __init__(self, cfg, run, model, opt, data, history, checkpoints):
+        self.cfg, self.run, self.model, self.opt, self.data = cfg, run, model, opt, data
+        self.history, self.checkpoints, self.basis = history, checkpoints, basis_for(cfg.task)
+        self.t0, self.clock = (history[-1]['seconds'] if history else 0.0), time.perf_counter()
+
+    def log(self, step) -> dict:
+        xtr, ytr, xte, yte = self.data
+        (trl, tra), (tel, tea) = _evaluate(self.model, xtr, ytr), _evaluate(self.model, xte, yte)
+        self.history.append(dict(step=step, train_loss=trl, train_acc=tra, test_loss=tel, test_acc=tea,
+                                 fourier_gini=fourier_gini(self.model, self.basis),
+                                 seconds=self.t0 + time.perf_counter() - self.clock))
+        return self.history[-1]
+
+    def checkpoint(self, step, done: bool):
+        if step not in self.checkpoints: self.checkpoints.append(step)
+        save_json(_summary(self.cfg, self.model, self.history, self.checkpoints, done), self.run / 'metrics.json')
+        _save_ckpt(self.run, step, self.model, self.opt)
+
+# %% ../nbs/03_grokking.ipynb #11343af1
+def _warm_up(opt, cfg, step: int):
+    if step < cfg.warmup_steps:
+        for g in opt.param_groups: g['lr'] = cfg.lr * (step + 1) / cfg.warmup_steps
+
+def _end_step(cfg, grok: int | None) -> int:
+    return cfg.steps if grok is None or cfg.stop_after_grok is None else min(cfg.steps, grok + cfg.stop_after_grok)
+
+# %% ../nbs/03_grokking.ipynb #be5ef31c
 def train_grokking(cfg: GrokConfig, out=None, device=None, cache: bool = True, progress: bool = True) -> Path:
     "Train (or resume, or reuse) the run of `cfg` in folder `out` (default: the cache); returns the folder."
     run = Path(out) if out is not None else cache_path('transformer', cfg)
@@ -282,66 +331,37 @@ def _train_run(cfg, run, dev, cache, progress):
     ds = cfg.dataset()
     model = Transformer(cfg.model_config(ds), seed=cfg.seed).to(dev)
     opt = _make_opt(model, cfg)
-    history, checkpoints, start = [], [], 0
-    if cache and (run / 'config.json').exists():
-        steps = _set_aside_damaged(run, saved_steps(run))
-        m = _run_metrics(run)
-        if m and m.get('done') and m['steps'] in steps: return run            # finished: reuse
-        if steps and steps[-1] > 0:                                        # step 0 alone: start afresh
-            if m is None: raise HusaiError(f"{run}: checkpoints without metrics.json; delete the folder to retrain")
-            start = steps[-1]
-            _load_ckpt(run, start, model, opt, dev)
-            history = [h for h in m['history'] if h['step'] <= start]
-            checkpoints = [s for s in m['checkpoints'] if s <= start]
-            if not history or history[-1]['step'] != start:
-                raise HusaiError(f"{run}: metrics.json does not reach checkpoint step {start}; delete the folder to retrain")
+    point = _resume_point(cfg, run, model, opt, dev, cache)
+    if point is None: return run
+    history, checkpoints, start = point
     if start == 0:
         for f in run.glob('step_*.safetensors'): f.unlink()           # cache=False: retrain from scratch
     save_json(dict(config=cfg, kind='husai.grokking.GrokConfig'), run / 'config.json')
     xtr, ytr = ds.inputs[ds.train_idx].to(dev), ds.targets[ds.train_idx].to(dev)
-    xte, yte = ds.inputs[ds.test_idx].to(dev), ds.targets[ds.test_idx].to(dev)
-    basis, t0 = basis_for(cfg.task), (history[-1]['seconds'] if history else 0.0)
-    clock = time.perf_counter()
-
-    def log(step):
-        trl, tra = _evaluate(model, xtr, ytr); tel, tea = _evaluate(model, xte, yte)
-        history.append(dict(step=step, train_loss=trl, train_acc=tra, test_loss=tel, test_acc=tea,
-                            fourier_gini=fourier_gini(model, basis),
-                            seconds=t0 + time.perf_counter() - clock))
-        return history[-1]
-
-    def checkpoint(step, done):
-        if step not in checkpoints: checkpoints.append(step)
-        save_json(_summary(cfg, model, history, checkpoints, done), run / 'metrics.json')
-        _save_ckpt(run, step, model, opt)
-
-    if start == 0:
-        log(0); checkpoint(0, False)
-    grok = _first(history, 'test_acc'); memorised = _first(history, 'train_acc') is not None
-    end = cfg.steps
-    if grok is not None and cfg.stop_after_grok is not None: end = min(end, grok + cfg.stop_after_grok)
+    rec = _Recorder(cfg, run, model, opt, (xtr, ytr, ds.inputs[ds.test_idx].to(dev), ds.targets[ds.test_idx].to(dev)),
+                    history, checkpoints)
+    if start == 0: rec.log(0); rec.checkpoint(0, False)
+    grok, memorised = _first(history, 'test_acc'), _first(history, 'train_acc') is not None
+    end = _end_step(cfg, grok)
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=f'grok {cfg.task} p={cfg.p}')
     model.train()
     step = start
     while step < end:
-        if step < cfg.warmup_steps:
-            for gr in opt.param_groups: gr['lr'] = cfg.lr * (step + 1) / cfg.warmup_steps
+        _warm_up(opt, cfg, step)
         loss = F.cross_entropy(model(xtr).double(), ytr)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         step += 1; bar.update(1)
         if step % cfg.log_every == 0 or step == end:
-            h = log(step)
+            h = rec.log(step)
             bar.set_postfix(train=f"{h['train_acc']:.3f}", test=f"{h['test_acc']:.3f}", refresh=False)
-            if grok is None and h['test_acc'] >= GROK_THRESHOLD:
-                grok = step
-                if cfg.stop_after_grok is not None: end = min(end, grok + cfg.stop_after_grok)
+            if grok is None and h['test_acc'] >= GROK_THRESHOLD: grok = step; end = _end_step(cfg, grok)
             if step == end: break
             if not memorised and h['train_acc'] >= GROK_THRESHOLD:
-                memorised = True; checkpoint(step, False); continue
-        if step % cfg.checkpoint_every == 0: checkpoint(step, False)
+                memorised = True; rec.checkpoint(step, False); continue
+        if step % cfg.checkpoint_every == 0: rec.checkpoint(step, False)
     bar.close()
-    if history[-1]['step'] != step: log(step)
-    checkpoint(step, True)
+    if history[-1]['step'] != step: rec.log(step)
+    rec.checkpoint(step, True)
     return run
 
 # %% ../nbs/03_grokking.ipynb #f85d5daa
