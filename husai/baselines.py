@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_baselines.ipynb #71728ab9
 from __future__ import annotations
-import math
+import functools, math, weakref
 import numpy as np
 import torch
 from scipy import integrate, special
@@ -33,9 +33,26 @@ def expected_mmcs(d: int, m1: int, m2: int | None = None) -> float:
     m2 = m1 if m2 is None else m2
     return (expected_max_cos(d, m2, absolute=True) + expected_max_cos(d, m1, absolute=True)) / 2
 
+# %% ../nbs/08_baselines.ipynb #7464e72a
+def _per_acts(fn):
+    "`fn(acts)`, kept for the last 4 torch tensors it saw while they live unmodified (their `_version` unchanged)."
+    memo = {}
+    @functools.wraps(fn)
+    def cached(acts):
+        if not torch.is_tensor(acts): return fn(acts)
+        hit = memo.get(id(acts))
+        if hit is not None and hit[0]() is acts and hit[1] == acts._version: return hit[2]
+        out = fn(acts)
+        if len(memo) >= 4: memo.pop(next(iter(memo)))
+        memo[id(acts)] = (weakref.ref(acts), acts._version, out)
+        return out
+    cached.memo = memo
+    return cached
+
 # %% ../nbs/08_baselines.ipynb #5cf9dbd6
 def _unit_rows(W): return W / W.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
+@_per_acts
 def _pca(acts):
     X = torch.as_tensor(acts).detach().to('cpu', torch.float64)
     if X.ndim != 2 or len(X) < 2: raise HusaiError(f"activations must be [n >= 2, d_in], got shape {tuple(X.shape)}")
@@ -76,6 +93,7 @@ def untrained_saes(sae_cfg, seeds, acts=None, device=None):
     return init_saes(sae_cfg, list(seeds), acts=None if acts is None else torch.as_tensor(acts), device=device)
 
 # %% ../nbs/08_baselines.ipynb #6c70f987
+@_per_acts
 def _svals(X):
     X = torch.as_tensor(X).detach().to('cpu', torch.float64)
     if X.ndim != 2 or len(X) < 2: raise HusaiError(f"activations must be [n >= 2, d_in], got shape {tuple(X.shape)}")

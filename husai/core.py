@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SCALES', 'HusaiError', 'get_device', 'make_generator', 'to_plain', 'config_hash', 'cache_dir', 'cache_path',
-           'atomic_write', 'save_json', 'load_json', 'folder_lock', 'save_tensors', 'load_tensors', 'field_docs',
-           'add_config_args', 'config_from_args', 'run_scale', 'provenance']
+__all__ = ['SCALES', 'HusaiError', 'get_device', 'available_memory', 'make_generator', 'to_plain', 'config_hash', 'cache_dir',
+           'cache_path', 'atomic_write', 'save_json', 'load_json', 'folder_lock', 'save_tensors', 'load_tensors',
+           'field_docs', 'add_config_args', 'config_from_args', 'run_scale', 'provenance']
 
 # %% ../nbs/00_core.ipynb #93484e93
 class HusaiError(ValueError):
@@ -35,6 +35,16 @@ def get_device(device=None) -> torch.device:
     if dev.index is not None and n is not None and dev.index >= n:
         raise HusaiError(f"device {device!r}: this machine has {n} {dev.type} device(s), numbered from 0")
     return dev
+
+# %% ../nbs/00_core.ipynb #cac6967f
+def available_memory(device=None) -> int | None:
+    "Bytes free on `device`: CUDA's free memory, else MemAvailable (Linux), else the physical memory; None if unknown."
+    dev = get_device(device)
+    if dev.type == 'cuda': return torch.cuda.mem_get_info(dev)[0]
+    try: return next(int(l.split()[1]) * 1024 for l in open('/proc/meminfo') if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration, ValueError): pass
+    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError): return None
 
 # %% ../nbs/00_core.ipynb #b4313df6
 def make_generator(seed: int, device=None) -> torch.Generator:

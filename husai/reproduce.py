@@ -7,12 +7,12 @@ from __future__ import annotations
 import json, os, sys, time, argparse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from .core import HusaiError, SCALES, load_json, atomic_write
+from .core import HusaiError, SCALES, load_json, save_json, atomic_write
 from .verdict import VERDICTS, RULE, claims_table
 
 # %% auto #0
 __all__ = ['read_results', 'findings_markdown', 'claims_markdown', 'verdicts_statement', 'find_notebooks', 'kernel_env',
-           'run_notebook', 'reproduce', 'add_cli']
+           'run_notebook', 'timings_file', 'longest_first', 'reproduce', 'add_cli']
 
 # %% ../nbs/16_reproduce.ipynb #a4ead1b8
 def _check_results(f: Path, r) -> dict:
@@ -133,6 +133,13 @@ def _clean(path):
     exe = shutil.which('nbdev_clean') or (Path(sys.executable).parent/'nbdev_clean')
     if Path(exe).exists(): subprocess.run([str(exe), '--fname', str(path)], check=False, capture_output=True)
 
+# %% ../nbs/16_reproduce.ipynb #72213ae3
+def timings_file(root, scale: str) -> Path: return Path(root)/'results'/'timings'/f'{scale}.json'
+
+def longest_first(nbs, times: dict) -> list:
+    "`nbs` ordered by `times` (notebook stem -> seconds of the last run), longest first; untimed ones first, by name."
+    return sorted(nbs, key=lambda p: (-times.get(p.stem, float('inf')), p.name))
+
 # %% ../nbs/16_reproduce.ipynb #addea8cd
 def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None, progress=True, jobs: int = 1,
               threads: int = 1, env: dict | None = None, engine: str | None = None) -> dict:
@@ -144,13 +151,17 @@ def reproduce(root='.', scale='quick', only=None, write_back=True, out_dir=None,
         from husai.engine import parse_engine
         parse_engine(engine)                                      # a bad engine, or Ray missing, fails before any notebook runs
     if not (nbs_dir/'findings').is_dir(): raise HusaiError(f"{root} has no nbs/findings folder: run husai reproduce from a clone of the husai repository")
-    nbs = find_notebooks(nbs_dir/'findings', only)
+    tf = timings_file(root, scale)
+    past = load_json(tf) if tf.exists() else {}
+    nbs = longest_first(find_notebooks(nbs_dir/'findings', only), past)
     def one(nb):
         dest = nb if write_back else Path(out_dir or root/'runs'/'executed'/scale)/nb.name
         try: secs = run_notebook(nb, scale, out=dest, progress=progress and jobs == 1, threads=threads, env=env, engine=engine)
         except HusaiError as e: return nb.stem, e
         print(f"{nb.name}: {secs:.0f} s", file=sys.stderr); return nb.stem, secs
     with ThreadPoolExecutor(jobs) as ex: done = dict(ex.map(one, nbs))
+    ok = {k: round(v, 1) for k, v in done.items() if not isinstance(v, Exception)}
+    if ok: save_json({**past, **ok}, tf)                         # for the next run's order (and the README's times)
     failed = {k: v for k, v in done.items() if isinstance(v, Exception)}
     if failed: raise HusaiError(f"{len(failed)} of {len(nbs)} notebooks failed:\n" + '\n'.join(str(e) for e in failed.values()))
     if write_back and (nbs_dir/'index.ipynb').exists():

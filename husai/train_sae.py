@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from .core import (HusaiError, get_device, make_generator, config_hash, cache_path, folder_lock,
-                        save_json, load_json, save_tensors, load_tensors, to_plain)
+                        save_json, load_json, save_tensors, load_tensors, to_plain, available_memory)
 from .sae import SAEConfig, SAEs, Codes, ARCHITECTURES, check_sae_config, init_saes
 
 # %% auto #0
@@ -414,19 +414,11 @@ def memory_estimate(cfg: SAEConfig, tc: TrainConfig, n_seeds: int, n_acts: int) 
     rows = max(tc.batch_size, min(tc.eval_batch, n_acts))
     return 4 * ((4 + n_ckpt) * params + rows * S * (3 * n_feat + 4 * D) + 2 * n_acts * D) + 8 * S * n_feat
 
-def _available_memory(dev) -> int | None:
-    "Bytes free on `dev`: CUDA's free memory, else MemAvailable (Linux), else the physical memory; None if unknown."
-    if dev.type == 'cuda': return torch.cuda.mem_get_info(dev)[0]
-    try: return next(int(l.split()[1]) * 1024 for l in open('/proc/meminfo') if l.startswith('MemAvailable:'))
-    except (OSError, StopIteration, ValueError): pass
-    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    except (ValueError, OSError, AttributeError): return None
-
 # %% ../nbs/05_train_sae.ipynb #a1c0c02f
 def check_memory(cfg: SAEConfig, tc: TrainConfig, n_seeds: int, n_acts: int, device=None) -> int:
     "The estimated bytes of the run; a `HusaiError` giving the estimate if `device` has less memory available."
     dev = get_device(device)
-    need, have = memory_estimate(cfg, tc, n_seeds, n_acts), _available_memory(dev)
+    need, have = memory_estimate(cfg, tc, n_seeds, n_acts), available_memory(dev)
     gb = lambda b: f'{b / 2 ** 30:,.1f} GiB'
     _need(have is None or need <= have, f"training {n_seeds} SAE(s) of d_sae {cfg.d_sae:,} on d_in {cfg.d_in} needs about {gb(need)} "
                                         f"of memory on {dev}, and {gb(have or 0)} is available; use fewer latents, seeds or a smaller batch")
