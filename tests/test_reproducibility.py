@@ -55,7 +55,7 @@ def chain(cache: Path) -> dict:
 def _leaves(o, path=()):
     if isinstance(o, dict):
         for k, v in o.items():
-            if k not in SKIP_KEYS: yield from _leaves(v, path + (k,))
+            if k not in SKIP_KEYS and not str(k).endswith('seconds'): yield from _leaves(v, path + (k,))   # any timing
     elif isinstance(o, list):
         for i, v in enumerate(o): yield from _leaves(v, path + (i,))
     else: yield path, o
@@ -92,6 +92,7 @@ def test_compare_catches_a_difference():
     assert compare({'a': {'b': [1.0, 2.0 + 1e-12]}, 'c': 'x'}, ref, exact=True) == ['a/b/1: 2.000000000001 vs reference 2.0']
     assert compare({'a': {'b': [1.0, 2.01]}, 'c': 'x'}, ref, exact=False) == []
     assert compare({'a': {'b': [1.0]}, 'c': 'y'}, ref, exact=False) == ['a/b/1: missing', "c: 'y' vs reference 'x'"]
+    assert compare({'a': {'b': [1.0, 2.0]}, 'c': 'x', 'cpu_seconds': 1.0}, {**ref, 'cpu_seconds': 2.0}, exact=True) == []
 
 def _tiny_pairs():
     return [(ROOT/'results'/f.name, f) for f in sorted(REF.glob('*_tiny.json')) if f.name != 'chain_tiny.json']
