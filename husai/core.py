@@ -209,11 +209,13 @@ _one_thread_under_nbdev_test()
 
 # %% ../nbs/00_core.ipynb #2c513e60
 def _pin_cpu_kernels():
-    "Ask torch for its AVX2 CPU kernels (x86 with AVX2, unless ATEN_CPU_CAPABILITY is set or HUSAI_CPU_KERNELS=native)."
-    if os.environ.get('ATEN_CPU_CAPABILITY') or os.environ.get('HUSAI_CPU_KERNELS', 'avx2') == 'native': return
+    "Ask torch (ATen, and oneDNN) for AVX2 CPU kernels: x86 with AVX2, unless set by the user already or HUSAI_CPU_KERNELS=native."
+    if os.environ.get('HUSAI_CPU_KERNELS', 'avx2') == 'native': return
     try: flags = Path('/proc/cpuinfo').read_text().split()
     except OSError: return
-    if 'avx2' in flags: os.environ['ATEN_CPU_CAPABILITY'] = 'avx2'
+    if 'avx2' not in flags: return
+    os.environ.setdefault('ATEN_CPU_CAPABILITY', 'avx2')      # a user's own setting wins
+    os.environ.setdefault('ONEDNN_MAX_CPU_ISA', 'AVX2')
 
 _pin_cpu_kernels()
 
@@ -242,5 +244,6 @@ def provenance(root=None) -> dict:
     blas = next((l.strip(' -') for l in torch.__config__.show().splitlines() if 'Math Kernel Library' in l or 'OpenBLAS' in l), None)
     return {'git_commit': _git('rev-parse', 'HEAD', cwd=root), 'library_code_modified': bool(dirty) if dirty is not None else None,
             'python': platform.python_version(), 'torch': torch.__version__, 'numpy': np.__version__, 'scipy': scipy.__version__,
-            'blas': blas, 'torch_cpu_kernels': torch.backends.cpu.get_cpu_capability(), 'torch_threads': torch.get_num_threads(),
+            'blas': blas, 'torch_cpu_kernels': torch.backends.cpu.get_cpu_capability(),
+            'onednn_max_isa': os.environ.get('ONEDNN_MAX_CPU_ISA'), 'torch_threads': torch.get_num_threads(),
             'cpu': _cpu(), 'cuda': torch.version.cuda if torch.cuda.is_available() else None}
