@@ -9,7 +9,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 import torch
 from .core import HusaiError, run_scale, save_json, load_json, to_plain, provenance, config_hash
-from .grokking import grok_config, train_grokking, load_run
+from .grokking import grok_config, train_grokking, load_run, saved_steps
 from .transformer import extract_activations
 from .sae import SAEConfig
 from .train_sae import TrainConfig, train_saes
@@ -19,9 +19,9 @@ from .verdict import judge_all
 
 # %% auto #0
 __all__ = ['GROK_AT_SCALE', 'SEEDS_AT_SCALE', 'RUN_START', 'THREADS', 'BASELINES', 'scale_seeds', 'grok_config_at', 'grokked_run',
-           'activations', 'geometry', 'trained_saes', 'stability_experiment', 'summary_row', 'results_dir',
-           'results_file', 'cache_state', 'run_provenance', 'save_results', 'load_results', 'with_ci', 'md_table',
-           'figure_png', 'plot_style']
+           'activations', 'geometry', 'unit_scale', 'checkpoint_geometry', 'rank_matched_step', 'trained_saes',
+           'stability_experiment', 'summary_row', 'results_dir', 'results_file', 'cache_state', 'run_provenance',
+           'save_results', 'load_results', 'with_ci', 'md_table', 'figure_png', 'plot_style']
 
 # %% ../nbs/15_experiment.ipynb #d37da06f
 GROK_AT_SCALE = {'tiny': ('quick', {'steps': 300}), 'quick': ('quick', {}), 'seed': ('nanda', {'stop_after_grok': 1000}),
@@ -43,9 +43,11 @@ def _used(kind: str, folder) -> Path:
     return folder
 
 def grok_config_at(task: str = 'add', seed: int = 0, scale: str | None = None, **overrides):
-    "The `GrokConfig` of the transformer a finding uses for `task`/`seed` at `scale` (what `grokked_run` trains; a `GrokUnit`'s input)."
+    "The `GrokConfig` of the transformer a finding uses for `task`/`seed` at `scale` (what `grokked_run` trains; a `GrokUnit`'s input); `combined` samples p² of its p³ inputs unless `n_samples` is given."
     preset, scale_over = GROK_AT_SCALE[scale or run_scale()]
-    return grok_config(preset, task=task, seed=seed, **{**scale_over, **overrides})
+    over = {**scale_over, **overrides}
+    if task == 'combined' and 'n_samples' not in over: over['n_samples'] = grok_config(preset, **over).p ** 2   # as many rows as a two-operand task
+    return grok_config(preset, task=task, seed=seed, **over)
 
 def grokked_run(task: str = 'add', seed: int = 0, scale: str | None = None, device=None, progress: bool = False, **overrides) -> Path:
     "The run folder of a transformer trained on `task` with the preset of `scale` (trained once, then reused from the cache)."
@@ -63,6 +65,28 @@ def geometry(acts) -> dict:
     "Effective rank, participation ratio and PCs for 90/95/99% variance of `acts` `[n, d]`."
     return {'d': int(acts.shape[1]), 'n': int(acts.shape[0]), 'effective_rank': float(effective_rank(acts)),
             'participation_ratio': float(participation_ratio(acts)), **{f'pcs_{k}': v for k, v in variance_components(acts).items()}}
+
+# %% ../nbs/15_experiment.ipynb #be09de1c
+def unit_scale(acts) -> tuple:
+    "`(acts * c, c)`: `acts` `[n, d]` times the one number `c` that makes the mean squared row norm equal `d` (float32)."
+    c = float((acts.shape[1] / acts.double().pow(2).sum(1).mean()).sqrt())
+    return (acts * c).float(), c
+
+# %% ../nbs/15_experiment.ipynb #c73a6d47
+def checkpoint_geometry(run, site: str = 'resid_post.0') -> dict:
+    "For each saved checkpoint of `run`: the geometry of its activations at `site`, and the test accuracy last logged by then."
+    hist = load_json(Path(run)/'metrics.json')['history']
+    out = {}
+    for step in saved_steps(run):
+        acc = [h['test_acc'] for h in hist if h['step'] <= step]
+        out[step] = {**geometry(activations(run, site=site, step=step)[0]), 'step': step, 'test_acc': acc[-1] if acc else None}
+    return out
+
+def rank_matched_step(ranks: dict, target: float, tol: float):
+    "The step whose effective rank (`ranks`: step -> rank) is nearest `target`, if within `tol` of it (relative); else None (ties: the earlier step)."
+    if not ranks: raise HusaiError("rank_matched_step needs at least one checkpoint's effective rank")
+    step = min(ranks, key=lambda s: (abs(ranks[s] - target), s))
+    return step if abs(ranks[step] - target) <= tol * target else None
 
 # %% ../nbs/15_experiment.ipynb #6faa740f
 BASELINES = ('isotropic_exact', 'isotropic', 'subspace', 'subspace@alive', 'untrained')

@@ -11,8 +11,9 @@ from scipy import stats as sps
 from .core import HusaiError
 
 # %% auto #0
-__all__ = ['seeds_statement', 'seed_bootstrap', 'seed_jackknife', 't_interval', 'seed_interval', 'nested_bootstrap',
-           'model_interval', 'ratio_interval', 'permutation_test', 'holm']
+__all__ = ['seeds_statement', 'seed_bootstrap', 'pair_mean', 'seed_jackknife', 't_interval', 'seed_interval', 'jackknife_t',
+           'seed_difference', 'nested_bootstrap', 'model_interval', 'model_test', 'ratio_interval', 'permutation_test',
+           'rank_correlation', 'holm']
 
 # %% ../nbs/09_stats.ipynb #e29294ae
 def _check_matrix(M):
@@ -46,16 +47,17 @@ def seed_bootstrap(M, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> di
     return out
 
 # %% ../nbs/09_stats.ipynb #268c0132
-def _pairs_mean(M) -> float:
-    return float(np.mean(M[np.triu_indices(len(M), 1)]))
+def pair_mean(M) -> float:
+    "Mean of a seed-by-seed matrix over its pairs (above the diagonal; the diagonal, a seed with itself, is left out)."
+    M = np.asarray(M, dtype=float); return float(np.mean(M[np.triu_indices(len(M), 1)]))
 
 def seed_jackknife(M) -> tuple:
     "Mean over the seed pairs of `M` and its leave-one-seed-out jackknife standard error (NaN under 3 seeds)."
     M = _check_matrix(M); S = len(M)
     if S < 2: raise HusaiError(f"need at least 2 seeds, got {S}")
-    if S < 3: return _pairs_mean(M), math.nan
-    loo = np.array([_pairs_mean(np.delete(np.delete(M, i, 0), i, 1)) for i in range(S)])
-    return _pairs_mean(M), math.sqrt((S - 1) / S * ((loo - loo.mean()) ** 2).sum())
+    if S < 3: return pair_mean(M), math.nan
+    loo = np.array([pair_mean(np.delete(np.delete(M, i, 0), i, 1)) for i in range(S)])
+    return pair_mean(M), math.sqrt((S - 1) / S * ((loo - loo.mean()) ** 2).sum())
 
 # %% ../nbs/09_stats.ipynb #658bae8d
 def t_interval(mean: float, se: float, df: int, ci: float = 0.95) -> tuple:
@@ -69,6 +71,25 @@ def seed_interval(M, ci: float = 0.95) -> dict:
     m, se = seed_jackknife(M); S = len(M)
     lo, hi = t_interval(m, se, S - 1, ci)
     return {'mean': m, 'ci_low': lo, 'ci_high': hi, 'se': se, 'n_seeds': S, 'ci': ci, 'method': 'seed jackknife, t'}
+
+# %% ../nbs/09_stats.ipynb #b45bc640
+def jackknife_t(f, *mats, ci: float = 0.95) -> dict:
+    "`f(*mats)` of seed-by-seed matrices of the same seeds, with its leave-one-seed-out jackknife SE and t-interval (S - 1 df; NaN under 3 seeds)."
+    mats = [_check_matrix(M) for M in mats]; S = len(mats[0])
+    if any(len(M) != S for M in mats): raise HusaiError(f"jackknife_t needs matrices of the same seeds, got sizes {[len(M) for M in mats]}")
+    est = float(f(*mats))
+    if S < 3: return {'mean': est, 'ci_low': math.nan, 'ci_high': math.nan, 'se': math.nan, 'n_seeds': S}
+    loo = np.array([f(*(np.delete(np.delete(M, i, 0), i, 1) for M in mats)) for i in range(S)])
+    se = math.sqrt((S - 1) / S * ((loo - loo.mean()) ** 2).sum())
+    lo, hi = t_interval(est, se, S - 1, ci)
+    return {'mean': est, 'ci_low': lo, 'ci_high': hi, 'se': se, 'n_seeds': S}
+
+# %% ../nbs/09_stats.ipynb #6c7d6301
+def seed_difference(A, B, ci: float = 0.95) -> dict:
+    "Mean over seed pairs of `A` minus that of `B` (independent seed sets), with a t-interval from both jackknife SEs (df: the smaller set's S - 1)."
+    (a, sa), (b, sb) = seed_jackknife(A), seed_jackknife(B)
+    se = math.hypot(sa, sb); lo, hi = t_interval(a - b, se, min(len(A), len(B)) - 1, ci)
+    return {'estimate': a - b, 'lo': lo, 'hi': hi, 'se': se}
 
 # %% ../nbs/09_stats.ipynb #9cf76312
 def _pair_mean(M, idx) -> float:
@@ -97,6 +118,16 @@ def model_interval(values, ci: float = 0.95) -> dict:
     n = len(v); m = float(v.mean()); se = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     lo, hi = t_interval(m, se, n - 1, ci)
     return {'mean': m, 'ci_low': lo, 'ci_high': hi, 'se': se, 'n_models': n, 'ci': ci, 'method': 'models, t'}
+
+# %% ../nbs/09_stats.ipynb #fc046665
+def model_test(values, direction: int = 0, ci: float = 0.95) -> dict:
+    "`model_interval` of one number per model (None left out) and the one-sample t-test p-value of a zero mean: two-sided, or one-sided in `direction` (+1, -1)."
+    if direction not in (-1, 0, 1): raise HusaiError(f"direction must be -1, 0 or +1, got {direction!r}")
+    v = [float(x) for x in values if x is not None]
+    if not v: return {'mean': math.nan, 'ci_low': math.nan, 'ci_high': math.nan, 'n_models': 0, 'p_value': None}
+    alt = {0: 'two-sided', 1: 'greater', -1: 'less'}[direction]
+    p = float(sps.ttest_1samp(v, 0.0, alternative=alt).pvalue) if len(v) > 1 and np.std(v) > 0 else None
+    return {**model_interval(v, ci), 'p_value': p}
 
 # %% ../nbs/09_stats.ipynb #dbb42726
 def ratio_interval(M, base, ci: float = 0.95) -> dict:
@@ -135,6 +166,31 @@ def permutation_test(M, n_a: int, n_perm: int = 10_000, seed: int = 0, alternati
     return {'statistic': float(obs), 'p_value': float(p), 'exact': exact, 'n_permutations': int(len(null)),
             'n_a': n_a, 'n_b': n_b, 'alternative': alternative, 'min_p_value': float(1 / len(null)) if exact else None}
 
+
+# %% ../nbs/09_stats.ipynb #f506e0b2
+def _rank_residuals(v, Z):
+    "The ranks of `v` less their least-squares fit (with a constant) on the ranks of the columns of `Z` [n, k]."
+    r = sps.rankdata(v)
+    A = np.column_stack([np.ones(len(r))] + [sps.rankdata(z) for z in Z.T])
+    return r - A @ np.linalg.lstsq(A, r, rcond=None)[0]
+
+def rank_correlation(x, y, covariates=None, ci=0.95, n_perm=9999, seed=0) -> dict:
+    "Spearman's rho of `x` and `y` (partial given `covariates` [n, k]) with a Fisher-z interval and a two-sided permutation p."
+    x, y = np.asarray(x, float), np.asarray(y, float); n = len(x)
+    Z = np.empty((n, 0)) if covariates is None else np.asarray(covariates, float).reshape(n, -1)
+    ex, ey = _rank_residuals(x, Z), _rank_residuals(y, Z)
+    out = {'rho': math.nan, 'ci_low': math.nan, 'ci_high': math.nan, 'p_value': None, 'n': n, 'k': Z.shape[1],
+           'method': 'Spearman, Fisher z (Bonett-Wright), permutation p'}
+    if np.ptp(ex) < 1e-9 or np.ptp(ey) < 1e-9: return out      # a constant side: no correlation defined
+    ex, ey = ex - ex.mean(), ey - ey.mean()
+    rho = float(ex @ ey / np.sqrt((ex @ ex) * (ey @ ey)))
+    df = n - 3 - Z.shape[1]
+    if df >= 1:
+        z, h = math.atanh(min(max(rho, -1 + 1e-12), 1 - 1e-12)), sps.norm.ppf((1 + ci) / 2) * math.sqrt((1 + rho ** 2 / 2) / df)
+        out.update(ci_low=math.tanh(z - h), ci_high=math.tanh(z + h))
+    perm = np.random.default_rng(seed).permuted(np.tile(ex, (n_perm, 1)), axis=1)
+    null = perm @ ey / np.sqrt((ex @ ex) * (ey @ ey))
+    return {**out, 'rho': rho, 'p_value': float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (n_perm + 1))}
 
 # %% ../nbs/09_stats.ipynb #ec354103
 def holm(pvalues) -> list:

@@ -1,6 +1,7 @@
-"""The helpers finding 08 (a real language model) defines in its notebook, read from the notebook itself and checked
-against independent computations: the difference of two seed sets with its interval, and the change of units."""
-import ast, json, math
+"""What finding 08 (a real language model) takes from the library, checked against independent computations: the
+difference of two independent seed sets with its interval (`husai.stats.seed_difference`, written out by hand here)
+and the change of units (`husai.experiment.unit_scale`); and that the notebook still uses them rather than copies."""
+import json, math
 from pathlib import Path
 import numpy as np
 import pytest
@@ -9,24 +10,16 @@ from scipy import stats as sps
 
 NB = Path(__file__).resolve().parents[1]/'nbs'/'findings'/'08_real_language_model.ipynb'
 
-def defs(names, env):
-    "Execute the function definitions `names` found in the notebook's code cells, in `env`."
-    for c in json.loads(NB.read_text())['cells']:
-        if c['cell_type'] != 'code': continue
-        src = ''.join(c['source'])
-        try: tree = ast.parse(src)
-        except SyntaxError: continue
-        fs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
-        if fs: exec(compile(ast.Module(fs, type_ignores=[]), str(NB), 'exec'), env)
-    missing = set(names) - set(env)
-    assert not missing, f"not defined in {NB.name}: {missing}"
-    return env
-
 @pytest.fixture(scope='module')
 def nb():
-    from husai.stats import seed_jackknife, t_interval
-    return defs({'difference', 'unit_scaled'}, {'math': math, 'np': np, 'torch': torch,
-                                                'seed_jackknife': seed_jackknife, 't_interval': t_interval})
+    from husai.stats import seed_difference
+    from husai.experiment import unit_scale
+    return {'difference': seed_difference, 'unit_scaled': lambda x: unit_scale(x)[0]}
+
+def test_the_notebook_uses_the_library_not_a_copy():
+    code = '\n'.join(''.join(c['source']) for c in json.loads(NB.read_text())['cells'] if c['cell_type'] == 'code')
+    assert 'seed_difference(' in code and 'unit_scale(' in code
+    assert 'def difference' not in code and 'def unit_scaled' not in code
 
 def _pairs_mean(M):
     S = len(M); return np.mean([M[i][j] for i in range(S) for j in range(i + 1, S)])

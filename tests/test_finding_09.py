@@ -11,7 +11,7 @@ import pytest
 import torch
 
 NB = Path(__file__).resolve().parent.parent/'nbs'/'findings'/'09_what_makes_saes_stable.ipynb'
-HELPERS = ('def normalised', 'def method_configs', 'def ensemble_result', 'def group_gap')
+HELPERS = ('def method_configs', 'def ensemble_result', 'def group_gap')
 
 @pytest.fixture(scope='module')
 def nb():
@@ -22,9 +22,11 @@ def nb():
     for h in HELPERS: exec(next(c for c in cells if h in c), ns)
     return ns
 
-def test_normalised(nb):
+def test_unit_scale():
+    "The change of units 09 applies to every source (the library's `unit_scale`, also finding 08's)."
+    from husai.experiment import unit_scale
     x = torch.randn(300, 7) * 40 + 3
-    y, c = nb['normalised'](x)
+    y, c = unit_scale(x)
     assert abs(float(y.pow(2).sum(1).mean()) - 7) < 1e-3
     assert torch.allclose(y, x * c, rtol=1e-5)
 

@@ -1,6 +1,6 @@
-"""The helpers findings 02 (matched regime) and 05 (shared features) define in their notebooks, read from the notebooks themselves:
-the cells that define their SAE sets are the same in both (else the cache would not return 02's SAEs to 05), the checkpoint choice
-of the per-size claims, and 05's pair matrices."""
+"""Findings 02 (matched regime) and 05 (shared features): the cells that state their common design (scales, d_sae grids, k
+rules, which SAE sets are trained) are the same in both (else the cache would not return 02's SAEs to 05); the checkpoint
+choice of the per-size claims (`husai.experiment.rank_matched_step`, against brute force); 05's pair matrices."""
 import ast, json
 from pathlib import Path
 import numpy as np
@@ -33,7 +33,7 @@ def test_shared_cells_identical(head):
     assert cell_starting('02_matched_regime.ipynb', head) == cell_starting('05_shared_features.ipynb', head)
 
 def test_rank_matched_step():
-    f = defs('02_matched_regime.ipynb', SHARED[0], {'rank_matched_step'}, {})['rank_matched_step']
+    from husai.experiment import rank_matched_step as f      # moved from the shared setting cell into the library
     assert f({0: 37.6, 100: 36.5, 1000: 7.4}, 80, 0.25) is None             # quick-scale ranks: none near the seed's 80
     assert f({0: 61.0, 200: 104.0, 1000: 12.0}, 80, 0.25) == 0               # 61 is 19 from 80 (within 20), 104 is 24
     assert f({0: 59.9, 1000: 12.0}, 80, 0.25) is None                        # just outside the 25% band

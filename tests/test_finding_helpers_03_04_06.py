@@ -1,10 +1,10 @@
-"""The small statistics helpers that findings 03, 04 and 06 define in their own cells (not yet in the library):
-`rank_correlation` (03: Spearman / partial Spearman over models with a Fisher-z interval and a permutation p),
-`jackknife_t` (04, 06: the seed jackknife of any function of seed-by-seed matrices) and `plateau` (04).
+"""The statistics helpers findings 03, 04 and 06 use: `husai.stats.rank_correlation` (03: Spearman / partial Spearman
+over models with a Fisher-z interval and a permutation p) and `husai.stats.jackknife_t` (04, 06: the seed jackknife of
+any function of seed-by-seed matrices), both moved from the notebooks into the library, and `plateau`, 04's own
+(read from its notebook cell and executed on its own, so the test checks the code the finding runs).
 
-Each helper is read from its notebook (the cell that defines it, executed on its own), so these tests check the code
-the findings run, against independent expectations: scipy, the textbook partial-correlation formula, analytic
-curves, and coverage / null-rejection rates in simulation."""
+Checked against independent expectations: scipy, the textbook partial-correlation formula, analytic curves, and
+coverage / null-rejection rates in simulation."""
 import json, math
 from pathlib import Path
 import numpy as np
@@ -28,12 +28,14 @@ def helpers(nb: str, *names) -> dict:
     return ns
 
 @pytest.fixture(scope='module')
-def rc(): return helpers('03_model_quality.ipynb', 'rank_correlation')['rank_correlation']
+def rc():
+    from husai.stats import rank_correlation
+    return rank_correlation
 
-@pytest.fixture(scope='module', params=['04_training_dynamics.ipynb', '06_sparsity_architecture.ipynb'])
-def jk(request):
-    ns = helpers(request.param, 'jackknife_t', 'pair_mean')
-    return ns['jackknife_t'], ns['pair_mean']
+@pytest.fixture(scope='module')
+def jk():
+    from husai.stats import jackknife_t, pair_mean
+    return jackknife_t, pair_mean
 
 # --- rank_correlation ---------------------------------------------------------------------------------------------
 def test_rank_correlation_is_spearman_without_covariates(rc):
@@ -112,11 +114,12 @@ def test_jackknife_t_needs_three_seeds(jk):
     r = f(pm, np.ones((2, 2)))
     assert r['mean'] == 1.0 and math.isnan(r['ci_low'])
 
-def test_the_two_copies_of_jackknife_t_are_the_same_code():
-    "04 and 06 carry the same helper until it moves into husai.stats: one definition, copied, not two that drift."
-    a, b = (_cell_with(nb, 'jackknife_t') for nb in ('04_training_dynamics.ipynb', '06_sparsity_architecture.ipynb'))
-    grab = lambda s: s[s.index('def pair_mean('):s.index('    return {\'mean\': est, \'ci_low\': est - h')]
-    assert grab(a) == grab(b)
+def test_no_finding_keeps_its_own_copy():
+    "04 and 06 once carried copies of `jackknife_t` and 03 of `rank_correlation`; they now import the library's."
+    for nb, name in (('04_training_dynamics.ipynb', 'jackknife_t'), ('06_sparsity_architecture.ipynb', 'jackknife_t'),
+                     ('03_model_quality.ipynb', 'rank_correlation'), ('04_training_dynamics.ipynb', 'pair_mean')):
+        code = '\n'.join(''.join(c['source']) for c in json.loads((FINDINGS/nb).read_text())['cells'] if c['cell_type'] == 'code')
+        assert f'def {name}(' not in code and f'{name}(' in code, (nb, name)
 
 # --- plateau ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
