@@ -170,6 +170,7 @@ def pick(pre_SBF: torch.Tensor, idx_SBK: torch.Tensor) -> torch.Tensor:
     if isinstance(pre_SBF.grad_fn, _Encoder._backward_cls): return _Pick.apply(pre_SBF, idx_SBK)
     return pre_SBF.gather(-1, idx_SBK)
 
+# %% ../nbs/04_sae.ipynb #fbc34301
 class SAEs(nn.Module):
     "S independent SAEs of one architecture with stacked parameters (leading axis S)."
     sparse = True   # codes are kept sparse (Codes.idx is set)
@@ -217,112 +218,135 @@ class SAEs(nn.Module):
     def init_from_data_(self, acts: torch.Tensor):
         "Called by `init_saes` after the weights and `b_dec` are set, with the training activations: nothing by default."
 
-    def pre_acts(self, acts: torch.Tensor) -> torch.Tensor:
-        "Pre-activations `(acts - b_dec) W_enc + b_enc`, `[S, B, F]`, computed as `acts W_enc + (b_enc - b_dec W_enc)`."
-        acts_SBD = acts.unsqueeze(0).expand(self.n_seeds, -1, -1) if acts.dim() == 2 else acts
-        bias_SF = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)
-        return _Encoder.apply(acts_SBD, self.W_enc, bias_SF)
+# %% ../nbs/04_sae.ipynb #d97e3915
+def _pre_acts(self: SAEs, acts: torch.Tensor) -> torch.Tensor:
+    "Pre-activations `(acts - b_dec) W_enc + b_enc`, `[S, B, F]`, computed as `acts W_enc + (b_enc - b_dec W_enc)`."
+    acts_SBD = acts.unsqueeze(0).expand(self.n_seeds, -1, -1) if acts.dim() == 2 else acts
+    bias_SF = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)
+    return _Encoder.apply(acts_SBD, self.W_enc, bias_SF)
 
-    def activate(self, pre_SBF: torch.Tensor, train: bool = False) -> Codes: raise NotImplementedError
-    def extra_loss(self, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale: float = 1.0) -> torch.Tensor:
-        "Per-seed extra loss `[S]` (L1 or AuxK); zero by default."
-        return pre_SBF.new_zeros(self.n_seeds)
+def _activate(self: SAEs, pre_SBF: torch.Tensor, train: bool = False) -> Codes: raise NotImplementedError
 
-    def encode_codes(self, acts, train: bool = False) -> Codes: return self.activate(self.pre_acts(acts), train)
-    def encode(self, acts: torch.Tensor) -> torch.Tensor:
-        "Dense codes `[S, B, F]` (inference mode)."
-        return self.encode_codes(acts).dense(self.cfg.d_sae)
+def _extra_loss(self: SAEs, pre_SBF, codes, acts, recon_SBD, dead_SF, step_scale: float = 1.0) -> torch.Tensor:
+    "Per-seed extra loss `[S]` (L1 or AuxK); zero by default."
+    return pre_SBF.new_zeros(self.n_seeds)
 
-    def decode_codes(self, codes: Codes) -> torch.Tensor:
-        "Reconstruction `[S, B, D]` from `Codes` (sparse decode where the codes are sparse)."
-        out_SBD = torch.bmm(codes.vals, self.W_dec) if codes.idx is None else sparse_decode(self.W_dec, *codes)
-        return out_SBD + self.b_dec.unsqueeze(1)
+def _encode_codes(self: SAEs, acts, train: bool = False) -> Codes: return self.activate(self.pre_acts(acts), train)
 
-    def decode(self, codes_SBF: torch.Tensor) -> torch.Tensor:
-        "Reconstruction `[S, B, D]` from dense codes `[S, B, F]`."
-        return torch.bmm(codes_SBF, self.W_dec) + self.b_dec.unsqueeze(1)
+def _encode(self: SAEs, acts: torch.Tensor) -> torch.Tensor:
+    "Dense codes `[S, B, F]` (inference mode)."
+    return self.encode_codes(acts).dense(self.cfg.d_sae)
 
-    def forward(self, acts: torch.Tensor) -> torch.Tensor:
-        "Reconstruction `[S, B, D]` of `acts` (`[B, D]`, or `[S, B, D]`: one batch per seed) by every SAE."
-        return self.decode_codes(self.encode_codes(acts))
+def _decode_codes(self: SAEs, codes: Codes) -> torch.Tensor:
+    "Reconstruction `[S, B, D]` from `Codes` (sparse decode where the codes are sparse)."
+    out_SBD = torch.bmm(codes.vals, self.W_dec) if codes.idx is None else sparse_decode(self.W_dec, *codes)
+    return out_SBD + self.b_dec.unsqueeze(1)
 
-    def single(self, i: int) -> dict:
-        "Seed `i`'s parameters as a dict of detached tensors (`W_enc [d_in, d_sae]`, ...; `threshold` if any)."
-        return {k: v[i].detach().clone() for k, v in self.state_dict().items()}
+def _decode(self: SAEs, codes_SBF: torch.Tensor) -> torch.Tensor:
+    "Reconstruction `[S, B, D]` from dense codes `[S, B, F]`."
+    return torch.bmm(codes_SBF, self.W_dec) + self.b_dec.unsqueeze(1)
 
-    def before_step_(self):
-        "Called by the trainer after the backward pass, before the optimiser step: here, `remove_parallel_grad_` if configured."
-        if self.cfg.remove_parallel_grad: self.remove_parallel_grad_()
+def _forward(self: SAEs, acts: torch.Tensor) -> torch.Tensor:
+    "Reconstruction `[S, B, D]` of `acts` (`[B, D]`, or `[S, B, D]`: one batch per seed) by every SAE."
+    return self.decode_codes(self.encode_codes(acts))
 
-    def after_step_(self):
-        "Called by the trainer after the optimiser step: here, `normalize_decoder_` if configured."
-        if self.cfg.normalize_decoder: self.normalize_decoder_()
+def _single(self: SAEs, i: int) -> dict:
+    "Seed `i`'s parameters as a dict of detached tensors (`W_enc [d_in, d_sae]`, ...; `threshold` if any)."
+    return {k: v[i].detach().clone() for k, v in self.state_dict().items()}
 
-    @torch.no_grad()
-    def normalize_decoder_(self):
-        "Scale every decoder row to unit norm."
-        self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+SAEs.pre_acts = _pre_acts
+SAEs.activate = _activate
+SAEs.extra_loss = _extra_loss
+SAEs.encode_codes = _encode_codes
+SAEs.encode = _encode
+SAEs.decode_codes = _decode_codes
+SAEs.decode = _decode
+SAEs.forward = _forward
+SAEs.single = _single
 
-    @torch.no_grad()
-    def remove_parallel_grad_(self):
-        "Remove from `W_dec.grad` the component parallel to each (unit-norm) decoder row."
-        if self.W_dec.grad is None: return
-        g_SFD, W_SFD = self.W_dec.grad, self.W_dec
-        g_SFD.sub_((g_SFD * W_SFD).sum(-1, keepdim=True) * W_SFD)
+# %% ../nbs/04_sae.ipynb #b434f2aa
+def _before_step_(self: SAEs):
+    "Called by the trainer after the backward pass, before the optimiser step: here, `remove_parallel_grad_` if configured."
+    if self.cfg.remove_parallel_grad: self.remove_parallel_grad_()
 
-    @property
-    def saelens_arch(self) -> str:
-        "The architecture SAELens saves this SAE as: 'jumprelu' for a threshold rule, 'topk' for a fixed k, else 'standard'."
-        return 'jumprelu' if hasattr(self, 'threshold') else 'topk' if self.sparse else 'standard'
+def _after_step_(self: SAEs):
+    "Called by the trainer after the optimiser step: here, `normalize_decoder_` if configured."
+    if self.cfg.normalize_decoder: self.normalize_decoder_()
 
-    def to_saelens(self, i: int) -> tuple:
-        "Seed `i` as SAELens would save it: `(cfg, tensors)`; a threshold per SAE is broadcast to every latent, as SAELens saves BatchTopK."
-        p, c, arch = self.single(i), self.cfg, self.saelens_arch
-        t = {k: p[k].float().contiguous() for k in ('W_enc', 'W_dec', 'b_enc', 'b_dec')}
-        if arch == 'jumprelu': t['threshold'] = p['threshold'].float().expand(c.d_sae).contiguous()
-        cfg = {'architecture': arch, 'd_in': c.d_in, 'd_sae': c.d_sae, 'dtype': 'float32', 'device': 'cpu',
-               'apply_b_dec_to_input': True, 'normalize_activations': 'none', 'reshape_activations': 'none', 'metadata': {},
-               'husai_arch': c.arch, 'sae_cfg': asdict(c)}   # SAELens ignores keys it does not know
-        if arch == 'topk': cfg['rescale_acts_by_decoder_norm'] = False
-        if c.k is not None and arch != 'standard': cfg['k'] = c.k
-        return cfg, t
+@torch.no_grad()
+def _normalize_decoder_(self: SAEs):
+    "Scale every decoder row to unit norm."
+    self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
-    @classmethod
-    def from_saelens(cls, cfg: dict, tensors: list, device=None) -> SAEs:
-        "SAEs of this architecture holding the SAELens-format SAEs `tensors` (one dict per seed) described by the SAELens `cfg`."
-        if cfg.get('normalize_activations') not in (None, 'none'):
-            raise HusaiError(f"normalize_activations={cfg['normalize_activations']!r} is not supported; husai runs SAEs on raw activations ('none')")
-        if not tensors: raise HusaiError("from_saelens needs at least one SAE's tensors")
-        arch = next((k for k, v in ARCHITECTURES.items() if v is cls), None)
-        if arch is None: raise HusaiError(f"{cls.__name__} is not in ARCHITECTURES; read the file with the class of its architecture")
-        names = set(SAEConfig.__dataclass_fields__)
-        sc = {k: v for k, v in (cfg.get('sae_cfg') or {}).items() if k in names}
-        for k, v in cls.saelens_defaults.items(): sc.setdefault(k, v)
-        if cfg.get('k') is not None: sc['k'] = int(cfg['k'])
-        sae = cls(SAEConfig(**{**sc, 'arch': arch, 'd_in': int(cfg['d_in']), 'd_sae': int(cfg['d_sae'])}), len(tensors), device)
-        sae.load_saelens_(tensors, cfg.get('apply_b_dec_to_input', True))
-        return sae.eval()
+@torch.no_grad()
+def _remove_parallel_grad_(self: SAEs):
+    "Remove from `W_dec.grad` the component parallel to each (unit-norm) decoder row."
+    if self.W_dec.grad is None: return
+    g_SFD, W_SFD = self.W_dec.grad, self.W_dec
+    g_SFD.sub_((g_SFD * W_SFD).sum(-1, keepdim=True) * W_SFD)
 
-    @torch.no_grad()
-    def load_saelens_(self, tensors: list, apply_b_dec_to_input: bool = True):
-        "Copy SAELens tensors (one dict per seed) into this module; a per-latent threshold must be constant where this SAE keeps one per seed."
-        d, m = self.cfg.d_in, self.cfg.d_sae
-        for i, t in enumerate(tensors):
-            shapes = {'W_enc': (d, m), 'W_dec': (m, d), 'b_enc': (m,), 'b_dec': (d,)}
-            for k, s in shapes.items():
-                if k not in t: raise HusaiError(f"SAE {i}: tensor {k} is missing; SAELens SAEs have {sorted(shapes)}")
-                if tuple(t[k].shape) != s: raise HusaiError(f"SAE {i}: {k} has shape {tuple(t[k].shape)}, expected {s}")
-            b_enc = t['b_enc'] if apply_b_dec_to_input else t['b_enc'] + t['b_dec'] @ t['W_enc']   # x W + b = (x - b_dec) W + (b + b_dec W)
-            for k, v in (('W_enc', t['W_enc']), ('W_dec', t['W_dec']), ('b_enc', b_enc), ('b_dec', t['b_dec'])):
-                if isinstance(getattr(self, k), nn.Parameter): getattr(self, k)[i] = v.float()   # a computed W_dec (archetypal) is its class's job
-            if hasattr(self, 'threshold'):
-                thr = t.get('threshold')
-                if thr is None: raise HusaiError(f"SAE {i}: a {self.cfg.arch} SAE needs a threshold tensor")
-                thr = thr.float().reshape(-1)
-                if self.threshold.dim() == 1:
-                    if not bool((thr == thr[0]).all()): raise HusaiError(f"SAE {i}: the threshold differs between latents; load it as 'jumprelu'")
-                    thr = thr[0]
-                self.threshold[i] = thr
+SAEs.before_step_ = _before_step_
+SAEs.after_step_ = _after_step_
+SAEs.normalize_decoder_ = _normalize_decoder_
+SAEs.remove_parallel_grad_ = _remove_parallel_grad_
+
+# %% ../nbs/04_sae.ipynb #0c2a1b71
+def _saelens_arch(self: SAEs) -> str:
+    "The architecture SAELens saves this SAE as: 'jumprelu' for a threshold rule, 'topk' for a fixed k, else 'standard'."
+    return 'jumprelu' if hasattr(self, 'threshold') else 'topk' if self.sparse else 'standard'
+
+def _to_saelens(self: SAEs, i: int) -> tuple:
+    "Seed `i` as SAELens would save it: `(cfg, tensors)`; a threshold per SAE is broadcast to every latent, as SAELens saves BatchTopK."
+    p, c, arch = self.single(i), self.cfg, self.saelens_arch
+    t = {k: p[k].float().contiguous() for k in ('W_enc', 'W_dec', 'b_enc', 'b_dec')}
+    if arch == 'jumprelu': t['threshold'] = p['threshold'].float().expand(c.d_sae).contiguous()
+    cfg = {'architecture': arch, 'd_in': c.d_in, 'd_sae': c.d_sae, 'dtype': 'float32', 'device': 'cpu',
+           'apply_b_dec_to_input': True, 'normalize_activations': 'none', 'reshape_activations': 'none', 'metadata': {},
+           'husai_arch': c.arch, 'sae_cfg': asdict(c)}   # SAELens ignores keys it does not know
+    if arch == 'topk': cfg['rescale_acts_by_decoder_norm'] = False
+    if c.k is not None and arch != 'standard': cfg['k'] = c.k
+    return cfg, t
+
+def _from_saelens(cls, cfg: dict, tensors: list, device=None) -> SAEs:
+    "SAEs of this architecture holding the SAELens-format SAEs `tensors` (one dict per seed) described by the SAELens `cfg`."
+    if cfg.get('normalize_activations') not in (None, 'none'):
+        raise HusaiError(f"normalize_activations={cfg['normalize_activations']!r} is not supported; husai runs SAEs on raw activations ('none')")
+    if not tensors: raise HusaiError("from_saelens needs at least one SAE's tensors")
+    arch = next((k for k, v in ARCHITECTURES.items() if v is cls), None)
+    if arch is None: raise HusaiError(f"{cls.__name__} is not in ARCHITECTURES; read the file with the class of its architecture")
+    names = set(SAEConfig.__dataclass_fields__)
+    sc = {k: v for k, v in (cfg.get('sae_cfg') or {}).items() if k in names}
+    for k, v in cls.saelens_defaults.items(): sc.setdefault(k, v)
+    if cfg.get('k') is not None: sc['k'] = int(cfg['k'])
+    sae = cls(SAEConfig(**{**sc, 'arch': arch, 'd_in': int(cfg['d_in']), 'd_sae': int(cfg['d_sae'])}), len(tensors), device)
+    sae.load_saelens_(tensors, cfg.get('apply_b_dec_to_input', True))
+    return sae.eval()
+
+@torch.no_grad()
+def _load_saelens_(self: SAEs, tensors: list, apply_b_dec_to_input: bool = True):
+    "Copy SAELens tensors (one dict per seed) into this module; a per-latent threshold must be constant where this SAE keeps one per seed."
+    d, m = self.cfg.d_in, self.cfg.d_sae
+    for i, t in enumerate(tensors):
+        shapes = {'W_enc': (d, m), 'W_dec': (m, d), 'b_enc': (m,), 'b_dec': (d,)}
+        for k, s in shapes.items():
+            if k not in t: raise HusaiError(f"SAE {i}: tensor {k} is missing; SAELens SAEs have {sorted(shapes)}")
+            if tuple(t[k].shape) != s: raise HusaiError(f"SAE {i}: {k} has shape {tuple(t[k].shape)}, expected {s}")
+        b_enc = t['b_enc'] if apply_b_dec_to_input else t['b_enc'] + t['b_dec'] @ t['W_enc']   # x W + b = (x - b_dec) W + (b + b_dec W)
+        for k, v in (('W_enc', t['W_enc']), ('W_dec', t['W_dec']), ('b_enc', b_enc), ('b_dec', t['b_dec'])):
+            if isinstance(getattr(self, k), nn.Parameter): getattr(self, k)[i] = v.float()   # a computed W_dec (archetypal) is its class's job
+        if hasattr(self, 'threshold'):
+            thr = t.get('threshold')
+            if thr is None: raise HusaiError(f"SAE {i}: a {self.cfg.arch} SAE needs a threshold tensor")
+            thr = thr.float().reshape(-1)
+            if self.threshold.dim() == 1:
+                if not bool((thr == thr[0]).all()): raise HusaiError(f"SAE {i}: the threshold differs between latents; load it as 'jumprelu'")
+                thr = thr[0]
+            self.threshold[i] = thr
+
+SAEs.saelens_arch = property(_saelens_arch)
+SAEs.to_saelens = _to_saelens
+SAEs.from_saelens = classmethod(_from_saelens)
+SAEs.load_saelens_ = _load_saelens_
 
 # %% ../nbs/04_sae.ipynb #8fc2a9b3
 def topk_values(pre_SBF: torch.Tensor, k: int, g: int = 4):
