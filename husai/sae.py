@@ -170,7 +170,7 @@ def pick(pre_SBF: torch.Tensor, idx_SBK: torch.Tensor) -> torch.Tensor:
     if isinstance(pre_SBF.grad_fn, _Encoder._backward_cls): return _Pick.apply(pre_SBF, idx_SBK)
     return pre_SBF.gather(-1, idx_SBK)
 
-# %% ../nbs/04_sae.ipynb #fbc34301
+# %% ../nbs/04_sae.ipynb #90230e24
 class SAEs(nn.Module):
     "S independent SAEs of one architecture with stacked parameters (leading axis S)."
     sparse = True   # codes are kept sparse (Codes.idx is set)
@@ -218,7 +218,7 @@ class SAEs(nn.Module):
     def init_from_data_(self, acts: torch.Tensor):
         "Called by `init_saes` after the weights and `b_dec` are set, with the training activations: nothing by default."
 
-# %% ../nbs/04_sae.ipynb #d97e3915
+# %% ../nbs/04_sae.ipynb #5327a71f
 def _pre_acts(self: SAEs, acts: torch.Tensor) -> torch.Tensor:
     "Pre-activations `(acts - b_dec) W_enc + b_enc`, `[S, B, F]`, computed as `acts W_enc + (b_enc - b_dec W_enc)`."
     acts_SBD = acts.unsqueeze(0).expand(self.n_seeds, -1, -1) if acts.dim() == 2 else acts
@@ -264,7 +264,7 @@ SAEs.decode = _decode
 SAEs.forward = _forward
 SAEs.single = _single
 
-# %% ../nbs/04_sae.ipynb #b434f2aa
+# %% ../nbs/04_sae.ipynb #f7a93ba9
 def _before_step_(self: SAEs):
     "Called by the trainer after the backward pass, before the optimiser step: here, `remove_parallel_grad_` if configured."
     if self.cfg.remove_parallel_grad: self.remove_parallel_grad_()
@@ -290,7 +290,7 @@ SAEs.after_step_ = _after_step_
 SAEs.normalize_decoder_ = _normalize_decoder_
 SAEs.remove_parallel_grad_ = _remove_parallel_grad_
 
-# %% ../nbs/04_sae.ipynb #0c2a1b71
+# %% ../nbs/04_sae.ipynb #9f43ffa3
 def _saelens_arch(self: SAEs) -> str:
     "The architecture SAELens saves this SAE as: 'jumprelu' for a threshold rule, 'topk' for a fixed k, else 'standard'."
     return 'jumprelu' if hasattr(self, 'threshold') else 'topk' if self.sparse else 'standard'
