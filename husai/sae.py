@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_sae.ipynb #66e5cfeb
 from __future__ import annotations
-import math, numbers
+import hashlib, math, numbers
 from dataclasses import dataclass, asdict, replace
 from typing import NamedTuple
 import torch
@@ -438,6 +438,19 @@ def geometric_median(points_ND: torch.Tensor, iters: int = 100, tol: float = 1e-
         if done: break
     return y_D.float()
 
+# %% ../nbs/04_sae.ipynb #0866c025
+_MEDIANS: dict = {}   # (shape, sha256 of the bytes) of a CPU float32 [N, D] tensor -> its geometric median; the last few
+
+def _median_memo(acts_ND: torch.Tensor) -> torch.Tensor:
+    "`geometric_median(acts_ND)`, computed once per content of a CPU tensor (every SAE set on the same rows starts from the same `b_dec`)."
+    if acts_ND.device.type != 'cpu': return geometric_median(acts_ND)
+    a_ND = acts_ND.detach().contiguous()
+    key = (tuple(a_ND.shape), str(a_ND.dtype), hashlib.sha256(a_ND.numpy().data).hexdigest())
+    if key not in _MEDIANS:
+        if len(_MEDIANS) >= 4: _MEDIANS.pop(next(iter(_MEDIANS)))      # the oldest
+        _MEDIANS[key] = geometric_median(a_ND)
+    return _MEDIANS[key].clone()
+
 # %% ../nbs/04_sae.ipynb #006dd0ca
 @torch.no_grad()
 def init_saes(cfg: SAEConfig, seeds, acts: torch.Tensor | None = None, device=None) -> SAEs:
@@ -452,7 +465,7 @@ def init_saes(cfg: SAEConfig, seeds, acts: torch.Tensor | None = None, device=No
     sae.init_weights_(gens, acts)
     if acts is not None and cfg.b_dec_init != 'zeros':
         acts_ND = acts.to(dev, torch.float32)
-        b_D = geometric_median(acts_ND) if cfg.b_dec_init == 'geometric_median' else acts_ND.mean(0)
+        b_D = _median_memo(acts_ND) if cfg.b_dec_init == 'geometric_median' else acts_ND.mean(0)
         sae.b_dec.copy_(b_D.expand_as(sae.b_dec))
     if acts is not None: sae.init_from_data_(acts.to(dev, torch.float32))   # an architecture's data-driven start (JumpReLU's thresholds)
     return sae
