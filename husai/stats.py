@@ -12,8 +12,8 @@ from .core import HusaiError
 
 # %% auto #0
 __all__ = ['seeds_statement', 'seed_bootstrap', 'pair_mean', 'seed_jackknife', 't_interval', 'seed_interval', 'jackknife_t',
-           'seed_difference', 'nested_bootstrap', 'model_interval', 'model_test', 'ratio_interval', 'permutation_test',
-           'rank_correlation', 'holm']
+           'seed_difference', 'nested_bootstrap', 'model_interval', 'model_test', 'model_summary', 'ratio_interval',
+           'permutation_test', 'rank_correlation', 'holm']
 
 # %% ../nbs/09_stats.ipynb #e29294ae
 def _check_matrix(M):
@@ -128,6 +128,15 @@ def model_test(values, direction: int = 0, ci: float = 0.95) -> dict:
     alt = {0: 'two-sided', 1: 'greater', -1: 'less'}[direction]
     p = float(sps.ttest_1samp(v, 0.0, alternative=alt).pvalue) if len(v) > 1 and np.std(v) > 0 else None
     return {**model_interval(v, ci), 'p_value': p}
+
+# %% ../nbs/09_stats.ipynb #6ce933d3
+def model_summary(rows, intervals=(), means=(), ci: float = 0.95) -> dict:
+    "Over `rows` (one dict per model): each key of `intervals` as mean and t-interval over models (`q`, `q_lo`, `q_hi`), each of `means` as a plain mean."
+    out = {}
+    for q in intervals:
+        mi = model_interval([r[q] for r in rows], ci); out.update({q: mi['mean'], f'{q}_lo': mi['ci_low'], f'{q}_hi': mi['ci_high']})
+    out.update({q: float(np.mean([r[q] for r in rows])) for q in means})
+    return out
 
 # %% ../nbs/09_stats.ipynb #dbb42726
 def ratio_interval(M, base, ci: float = 0.95) -> dict:
